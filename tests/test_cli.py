@@ -1,0 +1,95 @@
+"""The command line: the JSON contract of run/show/predict, export, and one clear line for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from textclf.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def last_json(out: str) -> object:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_run_show_export_predict_json_contract(tiny_models: dict, studies: Path, capsys: pytest.CaptureFixture) -> None:
+    bert = tiny_models["tiny-bert"]  # a local model folder is a valid backbone name
+    args = ["run", "--study", "cli1", "--data", "demo", "--backbones", f"{bert},scratch:{bert}", "--trials", "2",
+            "--epochs", "1", "--lr-range", "5e-4", "3e-3", "--json"]
+    assert main(args) == 0
+    out = last_json(capsys.readouterr().out)
+    for key in ("study", "storage", "metric", "n_trials", "best", "per_backbone", "baseline"):
+        assert key in out
+    assert out["study"] == "cli1" and out["n_trials"] == 2 and out["metric"] == "accuracy"
+    assert set(out["best"]) >= {"value", "backbone", "params"}
+    assert set(out["per_backbone"]) == {bert, f"scratch:{bert}"}
+    assert out["storage"].startswith("sqlite:///") and isinstance(out["baseline"], float)
+
+    assert main(["run", "--study", "cli1", "--data", "demo", "--trials", "1", "--json"]) == 0  # resume: stored backbones
+    assert last_json(capsys.readouterr().out)["n_trials"] == 3
+
+    assert main(["show", "--study", "cli1", "--json"]) == 0
+    shown = last_json(capsys.readouterr().out)
+    assert shown["n_trials"] == 3 and len(shown["trials"]) == 3
+
+    target = studies / "model"
+    assert main(["export", "--study", "cli1", "--backbone", f"scratch:{bert}", "--out", str(target)]) == 0
+    assert "exported" in capsys.readouterr().out
+    assert main(["predict", "--model", str(target), "--json", "Is it waterproof?", "Broke in a day"]) == 0
+    preds = last_json(capsys.readouterr().out)
+    assert len(preds) == 2
+    for p in preds:
+        assert p["label"] in {"complaint", "praise", "question"}
+        assert sum(p["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--study", "../x", "--data", "demo"], "study name '../x' is not allowed"),
+        (["run", "--study", "a", "--data", "no/such/file.csv"], "does not exist"),
+        (["run", "--study", "a", "--data", "demo", "--backbones", "nope-backbone"], "unknown backbone"),
+        (["run", "--study", "a", "--data", "demo", "--trials", "0"], "trials must be at least 1"),
+        (["run", "--study", "a", "--data", "demo", "--lr-range", "1e-3", "1e-5"], "swap the bounds"),
+        (["run", "--study", "a", "--data", "demo", "--ratio-range", "0", "10"], "must be positive"),
+        (["run", "--study", "a", "--data", "demo", "--storage", "not a url"], "is not a database URL"),
+        (["show", "--study", "missing"], "no study named 'missing'"),
+        (["export", "--study", "missing", "--out", "x"], "no study named 'missing'"),
+        (["predict", "--model", "/no/such/model", "hello"], "does not exist"),
+    ],
+)
+def test_bad_input_exits_nonzero_with_one_line(args: list[str], message: str, studies: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_module_entry_point_reports_errors_without_traceback(studies: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "textclf", "run", "--study", "x", "--data", "missing.csv"],
+                          capture_output=True, text=True, env=env, cwd=studies.parent, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert "missing.csv" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_study_preset_file_supplies_settings_and_flags_override(tiny_models: dict, studies: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    studies.mkdir(parents=True, exist_ok=True)
+    (studies / "pre.toml").write_text('data = "demo"\nbackbones = ["tiny-bert"]\ntrials = 5\nepochs = 1\n'
+                                      'lr_range = [5e-4, 3e-3]\n')
+    assert main(["run", "--study", "pre", "--trials", "1", "--json"]) == 0
+    out = last_json(capsys.readouterr().out)
+    assert out["n_trials"] == 1 and out["data"] == "demo" and list(out["per_backbone"]) == ["tiny-bert"]
+    (studies / "bad.toml").write_text('data = "demo"\nlearning_rate = 3\n')
+    assert main(["run", "--study", "bad"]) == 2
+    assert "unknown keys ['learning_rate']" in capsys.readouterr().err

@@ -1,0 +1,128 @@
+"""Studies end to end on tiny models: single- and multi-label, resume, kept models, export and pipeline()."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from textclf.errors import ConfigError
+from textclf.study import SearchSpace, StudyConfig, best_model_dir, load_study, run_study
+
+FAST = {"epochs": 2, "space": SearchSpace(lr=(5e-4, 3e-3), batch_sizes=(16,))}
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def test_single_label_study_compares_backbones(tiny_models: dict, studies: Path) -> None:
+    cfg = StudyConfig(study="s1", data="demo", backbones=["tiny-bert", "tiny-roberta"], trials=3, **FAST)
+    summary = run_study(cfg, progress=False, log=quiet)
+    assert summary["n_trials"] == 3 and summary["metric"] == "accuracy"
+    assert set(summary["per_backbone"]) == {"tiny-bert", "tiny-roberta"}  # the enqueued recipe trial of each ran
+    assert 0.0 <= summary["baseline"] <= 1.0
+    study = load_study("s1")
+    first = study.trials[:2]
+    assert [t.params["backbone"] for t in first] == ["tiny-bert", "tiny-roberta"]
+    assert all(t.user_attrs["recipe"] for t in first)
+    t0 = study.trials[0]
+    for key in ("metrics", "train_time_s", "n_params", "latency_ms", "learning_curve", "report"):
+        assert key in t0.user_attrs
+    assert len(t0.user_attrs["learning_curve"]) == 2  # one evaluation per epoch
+    assert len(t0.user_attrs["report"]["confusion_matrix"]) == 3
+    for backbone in ("tiny-bert", "tiny-roberta"):
+        assert (best_model_dir(study, backbone) / "model.safetensors").is_file()
+
+
+def test_multi_label_study_and_prediction(tiny_models: dict, studies: Path) -> None:
+    from textclf.export import copy_model
+    from textclf.predict import Predictor
+
+    cfg = StudyConfig(study="m1", data="demo-multilabel", backbones=["tiny-xlnet"], trials=1, **FAST)
+    summary = run_study(cfg, progress=False, log=quiet)
+    assert summary["task"] == "multi_label" and summary["metric"] == "macro_f1"
+    metrics = summary["best"]["metrics"]
+    assert {"micro_f1", "macro_f1", "subset_accuracy", "threshold"} <= set(metrics)
+    out = copy_model(best_model_dir(load_study("m1")), studies / "exported")
+    predictor = Predictor.from_dir(out)
+    assert predictor.info.threshold == metrics["threshold"]
+    [pred] = predictor.predict("About the lamp: shipping was fast, and good value for the money.")
+    assert set(pred.probabilities) == {"delivery", "price", "quality", "service"}
+    assert pred.labels == [n for n, p in pred.probabilities.items() if p >= metrics["threshold"]]
+
+
+def test_resume_adds_trials_to_the_same_study(tiny_models: dict, studies: Path) -> None:
+    storage = f"sqlite:///{studies / 'own.db'}"
+    studies.mkdir(parents=True)
+    cfg = dict(study="r1", data="demo", backbones=["tiny-bert"], storage=storage, trials=2, **FAST)
+    assert run_study(StudyConfig(**cfg), progress=False, log=quiet)["n_trials"] == 2
+    second = run_study(StudyConfig(**cfg), progress=False, log=quiet)
+    assert second["n_trials"] == 4
+    numbers = [t["number"] for t in second["trials"]]
+    assert numbers == [0, 1, 2, 3]
+    # Only the recipe trial was enqueued, once: the resumed run explored instead of repeating it.
+    assert sum(load_study("r1", storage).trials[i].user_attrs.get("recipe", False) for i in range(4)) == 1
+
+
+def test_resume_with_other_data_is_refused(tiny_models: dict, studies: Path) -> None:
+    run_study(StudyConfig(study="r2", data="demo", backbones=["tiny-bert"], trials=1, **FAST), progress=False, log=quiet)
+    with pytest.raises(ConfigError, match="data='demo'"):
+        run_study(StudyConfig(study="r2", data="demo-multilabel", backbones=["tiny-bert"], trials=1, **FAST),
+                  progress=False, log=quiet)
+
+
+def test_export_loads_in_transformers_pipeline_with_the_same_top_label(tiny_models: dict, studies: Path) -> None:
+    from transformers import pipeline
+
+    from textclf.export import copy_model
+    from textclf.predict import Predictor
+
+    run_study(StudyConfig(study="e1", data="demo", backbones=["tiny-roberta"], trials=1, **FAST), progress=False,
+              log=quiet)
+    out = copy_model(best_model_dir(load_study("e1")), studies / "export")
+    files = {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "README.md", "textclf.json"} <= files
+    card = (out / "README.md").read_text()
+    assert "accuracy" in card and "tiny-roberta" in card and "head_lr_ratio" in card
+    texts = ["Does the lamp come with a warranty?", "It broke after a day, terrible", "Lovely, works great"]
+    clf = pipeline("text-classification", model=str(out))
+    ours = Predictor.from_dir(out).predict(texts)
+    theirs = clf(texts)
+    assert [p.label for p in ours] == [r["label"] for r in theirs]
+    assert [p.probabilities[p.label] for p in ours] == pytest.approx([r["score"] for r in theirs], abs=1e-4)
+
+
+def test_failed_trial_records_its_reason_and_the_study_goes_on(tiny_models: dict, studies: Path) -> None:
+    space = SearchSpace(lr=(1e6, 1e7), batch_sizes=(16,))  # an absurd learning rate: the loss diverges
+    summary = run_study(StudyConfig(study="f1", data="demo", backbones=["tiny-bert"], trials=2, epochs=1,
+                                    space=space), progress=False, log=quiet)
+    failed = [t for t in summary["trials"] if t["state"] == "FAIL"]
+    assert failed and all("loss became" in (t["fail_reason"] or "") for t in failed)
+    assert len(summary["trials"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"study": "../x"}, "not allowed"), ({"trials": 0}, "trials must be"), ({"backbones": []}, "backbones is empty"),
+     ({"metric": "auc"}, "metric must be"), ({"pruner": "magic"}, "pruner must be")],
+)
+def test_study_config_is_validated(kwargs: dict, message: str) -> None:
+    base = {"study": "ok", "data": "demo"} | kwargs
+    with pytest.raises(ConfigError, match=message):
+        StudyConfig(**base)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [({"lr": (1e-3, 1e-5)}, "low <= high"),
+                                                 ({"head_lr_ratio": (0.0, 10.0)}, "positive")])
+def test_search_space_is_validated(kwargs: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        SearchSpace(**kwargs)
+
+
+def test_minilm_smoke(studies: Path) -> None:
+    """The real pretrained backbone trains through the same path (a few steps on the demo sample)."""
+    summary = run_study(StudyConfig(study="mini", data="demo", backbones=["minilm"], trials=1, epochs=1,
+                                    max_train_samples=48), progress=False, log=quiet)
+    assert summary["n_trials"] == 1 and summary["best"]["backbone"] == "minilm"
+    assert summary["trials"][0]["n_params"] > 20_000_000

@@ -1,0 +1,150 @@
+"""``python -m textclf``: run / show / export / predict.
+
+Bad input ends with a non-zero exit and one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from textclf.errors import TextclfError
+
+EXIT_USAGE = 2
+
+
+def _csv_list(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m textclf", description="Fine-tune and compare transformer text "
+                                     "classifiers with Optuna studies.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="create or resume a study and add trials")
+    run.add_argument("--study", required=True, help="study name (letters, digits, _ - .)")
+    run.add_argument("--data", default=None,
+                     help="file, folder, preset (demo, sst2, ...) or hub dataset id (required unless studies/STUDY.toml sets it)")
+    run.add_argument("--backbones", type=_csv_list, default=None, help="comma-separated, e.g. minilm,scratch:minilm")
+    run.add_argument("--trials", type=int, default=None, help="trials to add (default 10)")
+    run.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    run.add_argument("--storage", default=None, help="Optuna storage URL (default $TEXTCLF_STORAGE or studies/textclf.db)")
+    run.add_argument("--max-train-samples", type=int, default=None, help="stratified subsample of train")
+    run.add_argument("--epochs", type=int, default=None, help="fix the number of epochs (default: searched)")
+    run.add_argument("--metric", default=None, choices=["accuracy", "macro_f1", "micro_f1"])
+    run.add_argument("--seed", type=int, default=None, help="default 42")
+    run.add_argument("--pruner", default=None, choices=["median", "sha", "hyperband", "none"], help="default median")
+    run.add_argument("--lr-range", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None)
+    run.add_argument("--ratio-range", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
+                     help="head/encoder learning-rate ratio range")
+    run.add_argument("--batch-sizes", type=lambda v: [int(x) for x in _csv_list(v)], default=None)
+    run.add_argument("--max-length", type=int, default=None, help="tokens per text (default 128)")
+    run.add_argument("--evals-per-epoch", type=int, default=None, help="evaluations (and pruning chances) per epoch (default 1)")
+    run.add_argument("--text-column", default=None)
+    run.add_argument("--label-column", default=None)
+    run.add_argument("--task", default=None, choices=["single_label", "multi_label"])
+    run.add_argument("--json", action="store_true", help="print the summary as one JSON line at the end of stdout")
+
+    show = sub.add_parser("show", help="summarise a study")
+    show.add_argument("--study", required=True)
+    show.add_argument("--storage", default=None)
+    show.add_argument("--json", action="store_true")
+
+    export = sub.add_parser("export", help="write a study's best model as a save_pretrained folder")
+    export.add_argument("--study", required=True)
+    export.add_argument("--storage", default=None)
+    export.add_argument("--backbone", default=None, help="default: the study's best backbone")
+    export.add_argument("--out", required=True)
+
+    predict = sub.add_parser("predict", help="classify texts with an exported model")
+    predict.add_argument("--model", required=True)
+    predict.add_argument("--json", action="store_true")
+    predict.add_argument("texts", nargs="+", metavar="TEXT")
+    return parser
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    metric = summary["metric"]
+    print(f"study {summary['study']} ({summary['task']}, {metric} on the validation split): "
+          f"{summary['n_trials']} finished trial(s), {summary['n_failed']} failed")
+    if summary["baseline"] is not None:
+        print(f"  {'tfidf+logreg baseline':<28} {summary['baseline']:.4f}")
+    for backbone, value in summary["per_backbone"].items():
+        print(f"  {backbone:<28} {value:.4f}")
+    best = summary["best"]
+    if best:
+        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["params"].items())
+        print(f"best: trial {best['trial']} {best['backbone']} {metric}={best['value']:.4f} ({params})")
+
+
+RUN_DEFAULTS = {"trials": 10, "seed": 42, "pruner": "median", "max_length": 128, "evals_per_epoch": 1}
+
+
+def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
+    from textclf.errors import ConfigError
+    from textclf.study import SearchSpace, StudyConfig, load_preset, run_study
+
+    preset = load_preset(args.study)
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    opts = RUN_DEFAULTS | preset | given  # flags override the study's preset file, which overrides defaults
+    if not opts.get("data"):
+        raise ConfigError(f"--data is required: no studies/{args.study}.toml preset sets it; e.g. --data demo")
+    if isinstance(opts.get("backbones"), str):
+        opts["backbones"] = _csv_list(opts["backbones"])
+    space_kwargs: dict[str, Any] = {}
+    for opt, field in (("lr_range", "lr"), ("ratio_range", "head_lr_ratio"), ("batch_sizes", "batch_sizes")):
+        if opts.get(opt):
+            space_kwargs[field] = tuple(opts[opt])
+    cfg = StudyConfig(study=args.study, data=opts["data"], backbones=opts.get("backbones"), trials=opts["trials"],
+                      timeout=opts.get("timeout"), storage=opts.get("storage"),
+                      max_train_samples=opts.get("max_train_samples"), epochs=opts.get("epochs"), metric=opts.get("metric"),
+                      seed=opts["seed"], pruner=opts["pruner"], space=SearchSpace(**space_kwargs),
+                      max_length=opts["max_length"], evals_per_epoch=opts["evals_per_epoch"],
+                      text_column=opts.get("text_column"), label_column=opts.get("label_column"), task=opts.get("task"))
+    return run_study(cfg, progress=not args.json and sys.stderr.isatty())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import datasets
+
+    datasets.disable_progress_bars()  # our own progress lines go to stderr; datasets' bars are noise here
+    try:
+        if args.command == "run":
+            summary = _cmd_run(args)
+            _print_summary(summary) if not args.json else None
+            if args.json:
+                print(json.dumps({k: v for k, v in summary.items() if k != "trials"} | {"trials": summary["trials"]}))
+        elif args.command == "show":
+            from textclf.study import load_study, resolve_storage, summarize
+
+            summary = summarize(load_study(args.study, args.storage), resolve_storage(args.storage))
+            print(json.dumps(summary)) if args.json else _print_summary(summary)
+        elif args.command == "export":
+            from textclf.export import copy_model
+            from textclf.study import best_model_dir, load_study
+
+            out = copy_model(best_model_dir(load_study(args.study, args.storage), args.backbone), args.out)
+            print(f"exported to {out}")
+        elif args.command == "predict":
+            from textclf.predict import Predictor
+
+            preds = Predictor.from_dir(args.model).predict(list(args.texts))
+            if args.json:
+                print(json.dumps([p.to_dict() for p in preds]))
+            else:
+                for p in preds:
+                    top = ", ".join(f"{k} {v:.3f}" for k, v in list(p.probabilities.items())[:3])
+                    print(f"{', '.join(p.labels) or '(no label)'}\t[{top}]\t{p.text}")
+    except TextclfError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted: finished trials are saved in the storage; rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+    return 0

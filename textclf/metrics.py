@@ -1,0 +1,86 @@
+"""Scores from scikit-learn, for single-label (softmax) and multi-label (sigmoid + threshold) classification."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+METRICS = ("accuracy", "macro_f1", "micro_f1")
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
+
+
+def default_metric(task: str) -> str:
+    return "accuracy" if task == "single_label" else "macro_f1"
+
+
+def label_matrix(labels: list[list[int]], num_labels: int) -> np.ndarray:
+    """Multi-hot matrix of lists of label ids."""
+    out = np.zeros((len(labels), num_labels), dtype=np.int64)
+    for row, labs in enumerate(labels):
+        out[row, labs] = 1
+    return out
+
+
+def _scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    return {
+        # For a multi-hot matrix accuracy_score is subset accuracy: every label of the row right.
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
+    }
+
+
+def choose_threshold(y_true: np.ndarray, probs: np.ndarray, metric: str = "macro_f1") -> float:
+    """The global decision threshold on the grid that maximises ``metric`` (ties: the one nearest 0.5)."""
+    best, best_t = -1.0, 0.5
+    for t in sorted(THRESHOLD_GRID, key=lambda x: abs(x - 0.5)):
+        value = _scores(y_true, (probs >= t).astype(np.int64))[metric]
+        if value > best + 1e-12:
+            best, best_t = value, float(t)
+    return best_t
+
+
+def compute_metrics(task: str, labels: list[Any], probs: np.ndarray, *, threshold: float | None = None,
+                    metric: str = "macro_f1") -> dict[str, float]:
+    """Accuracy, macro-F1 and micro-F1; for multi-label also the threshold used (chosen here if not given)."""
+    if task == "single_label":
+        return _scores(np.asarray(labels), probs.argmax(axis=1))
+    y_true = label_matrix(labels, probs.shape[1])
+    t = choose_threshold(y_true, probs, metric) if threshold is None else threshold
+    out = _scores(y_true, (probs >= t).astype(np.int64))
+    out["subset_accuracy"] = out["accuracy"]
+    out["threshold"] = t
+    return out
+
+
+def detailed_report(task: str, labels: list[Any], probs: np.ndarray, label_names: list[str],
+                    threshold: float = 0.5) -> dict[str, Any]:
+    """Per-class precision/recall/F1/support, and the confusion matrix for single-label."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    n = len(label_names)
+    if task == "single_label":
+        y_true, y_pred = np.asarray(labels), probs.argmax(axis=1)
+    else:
+        y_true, y_pred = label_matrix(labels, n), (probs >= threshold).astype(np.int64)
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=None if task != "single_label" else list(range(n)),
+                                                 zero_division=0)
+    report: dict[str, Any] = {
+        "per_class": {name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+                      for i, name in enumerate(label_names)},
+    }
+    if task == "single_label":
+        report["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=list(range(n))).tolist()
+    return report
+
+
+def softmax_or_sigmoid(logits: np.ndarray, task: str) -> np.ndarray:
+    logits = logits.astype(np.float64)
+    if task == "multi_label":
+        return 1.0 / (1.0 + np.exp(-logits))
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=1, keepdims=True)

@@ -1,0 +1,475 @@
+"""Optuna studies over backbones, learning rates and the head/encoder learning-rate ratio.
+
+A study lives in an Optuna storage (by default one SQLite file in ``studies/``); running the same study name again
+resumes it. Every chosen backbone first gets one trial at its fine-tuning recipe's defaults, so even a small budget
+compares them all; then seeded TPE explores and a pruner stops hopeless trials from their per-epoch evaluations.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from textclf.backbones import check_available, head_prefixes, load_model, load_tokenizer, resolve_backbone
+from textclf.data import TextData, load_data
+from textclf.errors import ConfigError, TextclfError
+from textclf.export import ModelInfo, save_model
+from textclf.metrics import METRICS, default_metric, detailed_report
+from textclf.train import Encoded, TrainConfig, encode, train
+
+PRUNERS = ("median", "sha", "hyperband", "none")
+STUDY_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
+ATTR = "textclf"  # the study user attribute that records how the study was set up
+
+
+@dataclass
+class SearchSpace:
+    """Ranges searched by TPE. Defaults follow the BERT/RoBERTa fine-tuning recipes (lr 1e-5..1e-4, batch 16/32,
+    weight decay 0.01, warmup 6-10%, 2-4 epochs), widened upwards for small models such as MiniLM."""
+
+    lr: tuple[float, float] = (1e-5, 3e-4)
+    head_lr_ratio: tuple[float, float] = (1.0, 100.0)
+    batch_sizes: tuple[int, ...] = (16, 32)
+    weight_decay: tuple[float, float] = (0.0, 0.1)
+    warmup_fraction: tuple[float, float] = (0.0, 0.2)
+    epochs: tuple[int, int] = (2, 5)
+
+    def __post_init__(self) -> None:
+        for name in ("lr", "head_lr_ratio", "weight_decay", "warmup_fraction", "epochs"):
+            low, high = getattr(self, name)
+            if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+                raise ConfigError(f"{name} range must be low <= high, got ({low}, {high}); swap the bounds")
+        for name in ("lr", "head_lr_ratio"):
+            if getattr(self, name)[0] <= 0:
+                raise ConfigError(f"{name} range must be positive (it is searched on a log scale), got {getattr(self, name)}")
+        if self.epochs[0] < 1:
+            raise ConfigError(f"epochs range must start at 1 or more, got {self.epochs}")
+        if not self.batch_sizes or any(int(b) < 1 for b in self.batch_sizes):
+            raise ConfigError(f"batch_sizes must be positive integers, got {self.batch_sizes}")
+        if not (self.warmup_fraction[0] >= 0 and self.warmup_fraction[1] < 1):
+            raise ConfigError(f"warmup_fraction range must lie in [0, 1), got {self.warmup_fraction}")
+
+
+@dataclass
+class StudyConfig:
+    """One ``run``: which study, on which data, over which backbones, with how much budget."""
+
+    study: str
+    data: str
+    backbones: list[str] | None = None
+    trials: int = 10
+    timeout: float | None = None
+    storage: str | None = None
+    max_train_samples: int | None = None
+    epochs: int | None = None
+    metric: str | None = None
+    seed: int = 42
+    pruner: str = "median"
+    space: SearchSpace = field(default_factory=SearchSpace)
+    max_length: int = 128
+    evals_per_epoch: int = 1
+    layer_decay: float = 1.0
+    text_column: str | None = None
+    label_column: str | None = None
+    task: str | None = None
+    models_dir: str | None = None
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_study_name(self.study)
+        if self.trials < 1:
+            raise ConfigError(f"trials must be at least 1, got {self.trials}")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ConfigError(f"timeout must be a positive number of seconds, got {self.timeout}")
+        if self.epochs is not None and self.epochs < 1:
+            raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
+        if self.metric is not None and self.metric not in METRICS:
+            raise ConfigError(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        if self.pruner not in PRUNERS:
+            raise ConfigError(f"pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
+        if self.backbones is not None:
+            self.backbones = [b.strip() for b in self.backbones if b.strip()]
+            if not self.backbones:
+                raise ConfigError("backbones is empty; name at least one, e.g. minilm")
+            if len(set(self.backbones)) != len(self.backbones):
+                raise ConfigError(f"backbones lists a name twice: {self.backbones}")
+
+
+def check_study_name(name: str) -> str:
+    if not isinstance(name, str) or not STUDY_NAME_RE.fullmatch(name) or ".." in name:
+        raise ConfigError(f"study name {name!r} is not allowed: use letters, digits, '_', '-' and '.', "
+                          "starting with a letter or digit (no paths)")
+    return name
+
+
+# ------------------------------------------------------------------------------------------------------ storage
+def studies_dir() -> Path:
+    return Path(os.environ.get("TEXTCLF_STUDIES_DIR", "studies")).expanduser().resolve()
+
+
+PRESET_KEYS = {"data", "backbones", "trials", "timeout", "max_train_samples", "epochs", "metric", "seed", "pruner",
+               "lr_range", "ratio_range", "batch_sizes", "max_length", "evals_per_epoch", "text_column", "label_column",
+               "task", "storage"}
+
+
+def load_preset(study: str) -> dict[str, Any]:
+    """Settings kept in ``studies/<study>.toml`` (empty if there is none); command-line flags override them."""
+    import tomllib
+
+    path = studies_dir() / f"{check_study_name(study)}.toml"
+    if not path.is_file():
+        return {}
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read study preset {path}: {exc}; fix the TOML") from exc
+    unknown = sorted(set(raw) - PRESET_KEYS)
+    if unknown:
+        raise ConfigError(f"study preset {path} has unknown keys {unknown}; allowed: {', '.join(sorted(PRESET_KEYS))}")
+    return raw
+
+
+def resolve_storage(url: str | None = None) -> str:
+    """``url``, else ``$TEXTCLF_STORAGE``, else the SQLite file ``studies/textclf.db``."""
+    url = url or os.environ.get("TEXTCLF_STORAGE")
+    if not url:
+        folder = studies_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{folder / 'textclf.db'}"
+    if not re.fullmatch(r"[a-z][a-z0-9+]*://.*", url):
+        raise ConfigError(f"storage {redact(url)!r} is not a database URL: expected e.g. sqlite:///studies/textclf.db "
+                          "or postgresql://user:password@host/db")
+    return url
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ***, for printing."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def open_storage(url: str | None = None) -> Any:
+    import optuna
+
+    resolved = resolve_storage(url)
+    try:
+        return optuna.storages.RDBStorage(resolved)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"storage {redact(resolved)!r} needs the Python package {exc.name!r}; pip install it") from exc
+    except Exception as exc:  # SQLAlchemy raises many types for bad URLs and unreachable servers
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot open storage {redact(resolved)!r}: {reason[:300]}; check the URL and that the "
+                          "database server is running") from exc
+
+
+def load_study(name: str, storage: str | None = None) -> Any:
+    import optuna
+
+    check_study_name(name)
+    store = open_storage(storage)
+    try:
+        return optuna.load_study(study_name=name, storage=store)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(store)]
+        raise ConfigError(f"no study named {name!r} in {redact(resolve_storage(storage))}; existing studies: "
+                          f"{', '.join(names) or 'none'}") from None
+
+
+def list_studies(storage: str | None = None) -> list[str]:
+    import optuna
+
+    return [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))]
+
+
+# ------------------------------------------------------------------------------------------------------ sampling
+def _clip(value: float, bounds: tuple[float, float]) -> float:
+    return min(max(value, bounds[0]), bounds[1])
+
+
+def recipe_params(backbone: str, space: SearchSpace, fixed_epochs: int | None) -> dict[str, Any]:
+    """The published recipe for ``backbone``: its family's learning rate, head ratio 10, batch 32, weight decay 0.01,
+    10% warmup, 3 epochs; clipped into the search space so TPE can use it."""
+    spec = resolve_backbone(backbone)
+    params: dict[str, Any] = {
+        "backbone": backbone,
+        "lr": _clip(spec.lr, space.lr),
+        "head_lr_ratio": _clip(10.0, space.head_lr_ratio),
+        "batch_size": 32 if 32 in space.batch_sizes else space.batch_sizes[0],
+        "weight_decay": _clip(0.01, space.weight_decay),
+        "warmup_fraction": _clip(0.1, space.warmup_fraction),
+    }
+    if fixed_epochs is None:
+        params["epochs"] = int(_clip(3, space.epochs))
+    return params
+
+
+def suggest(trial: Any, backbones: list[str], space: SearchSpace, fixed_epochs: int | None) -> dict[str, Any]:
+    params = {
+        "backbone": trial.suggest_categorical("backbone", backbones),
+        "lr": trial.suggest_float("lr", *space.lr, log=True),
+        "head_lr_ratio": trial.suggest_float("head_lr_ratio", *space.head_lr_ratio, log=True),
+        "batch_size": trial.suggest_categorical("batch_size", list(space.batch_sizes)),
+        "weight_decay": trial.suggest_float("weight_decay", *space.weight_decay),
+        "warmup_fraction": trial.suggest_float("warmup_fraction", *space.warmup_fraction),
+    }
+    params["epochs"] = fixed_epochs if fixed_epochs is not None else trial.suggest_int("epochs", *space.epochs)
+    return params
+
+
+def make_pruner(name: str, n_startup_trials: int) -> Any:
+    import optuna
+
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=n_startup_trials, n_warmup_steps=0)
+    if name == "sha":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    return optuna.pruners.NopPruner()
+
+
+# ------------------------------------------------------------------------------------------------------ running
+def _safe_dirname(backbone: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.\-]+", "_", backbone).strip("._") or "backbone"
+
+
+def _n_params(model: Any) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def _latency_ms(model: Any, tokenizer: Any, texts: list[str], max_length: int) -> float:
+    """Median wall time of batch-1 predictions over a few validation texts."""
+    import torch
+
+    model.eval()
+    times = []
+    with torch.inference_mode():
+        for text in texts[:16]:
+            start = time.perf_counter()
+            batch = tokenizer([text], truncation=True, max_length=max_length, return_tensors="pt")
+            model(**batch)
+            times.append(time.perf_counter() - start)
+    times.sort()
+    return 1000 * times[len(times) // 2] if times else float("nan")
+
+
+class _Runner:
+    """Holds what every trial of one ``run`` shares: the data, its tokenised forms per tokenizer, and the config."""
+
+    def __init__(self, cfg: StudyConfig, data: TextData, backbones: list[str], metric: str, models_dir: Path,
+                 progress: bool, log: Callable[[str], None]) -> None:
+        self.cfg, self.data, self.backbones, self.metric = cfg, data, backbones, metric
+        self.models_dir, self.progress, self.log = models_dir, progress, log
+        self._encoded: dict[str, tuple[Any, Encoded, Encoded]] = {}
+
+    def encoded(self, backbone: str) -> tuple[Any, Encoded, Encoded]:
+        # Tokenise each split once per tokenizer and share it across trials: scratch:X reuses X's tokens.
+        key = backbone.removeprefix("scratch:")
+        if key not in self._encoded:
+            spec = resolve_backbone(backbone)
+            tok = load_tokenizer(spec)
+            max_len = min(self.cfg.max_length, spec.max_length if spec.family != "auto" else self.cfg.max_length)
+            self._encoded[key] = (tok, encode(tok, self.data.train.texts, self.data.train.labels, max_len),
+                                  encode(tok, self.data.validation.texts, self.data.validation.labels, max_len))
+        return self._encoded[key]
+
+    def objective(self, trial: Any) -> float:
+        import optuna
+
+        params = suggest(trial, self.backbones, self.cfg.space, self.cfg.epochs)
+        recipe = bool(trial.user_attrs.get("recipe"))
+        spec = resolve_backbone(params["backbone"])
+        tok, train_enc, val_enc = self.encoded(params["backbone"])
+        data = self.data
+        model = load_model(spec, num_labels=data.num_labels, multi_label=data.task == "multi_label",
+                           id2label=dict(enumerate(data.label_names)), pad_token_id=tok.pad_token_id, seed=self.cfg.seed)
+        cfg = TrainConfig(lr=params["lr"], head_lr_ratio=params["head_lr_ratio"], batch_size=params["batch_size"],
+                          epochs=params["epochs"], weight_decay=params["weight_decay"],
+                          warmup_fraction=params["warmup_fraction"], layer_decay=self.cfg.layer_decay,
+                          max_length=self.cfg.max_length, evals_per_epoch=self.cfg.evals_per_epoch,
+                          seed=self.cfg.seed, precision=self.cfg.precision, metric=self.metric)
+        curve: list[dict[str, float]] = []
+
+        def on_eval(step: int, metrics: dict[str, float]) -> None:
+            curve.append({"step": step, **metrics})
+            trial.report(metrics[self.metric], step)
+            # The recipe trial of each backbone always finishes: it is that backbone's reference point.
+            if not recipe and trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at {step / 100:.2f} epochs: {self.metric} {metrics[self.metric]:.4f}")
+
+        trial.set_user_attr("backbone", params["backbone"])
+        trial.set_user_attr("n_params", _n_params(model))
+        try:
+            result = train(model, tok, train_enc, val_enc, cfg, task=data.task, head_prefixes=head_prefixes(model, spec),
+                           on_eval=on_eval, progress=self.progress)
+        except optuna.TrialPruned:
+            trial.set_user_attr("learning_curve", curve)
+            raise
+        except Exception as exc:
+            trial.set_user_attr("learning_curve", curve)
+            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
+            raise
+        value = result.metrics[self.metric]
+        threshold = result.metrics.get("threshold")
+        trial.set_user_attr("learning_curve", curve)
+        trial.set_user_attr("metrics", {k: float(v) for k, v in result.metrics.items()})
+        trial.set_user_attr("train_time_s", result.train_time_s)
+        trial.set_user_attr("latency_ms", _latency_ms(model, tok, data.validation.texts, cfg.max_length))
+        trial.set_user_attr("report", detailed_report(data.task, data.validation.labels, result.val_probs,
+                                                      data.label_names, threshold or 0.5))
+        self._keep_if_best(trial, params, model, tok, result.metrics, value, threshold)
+        return value
+
+    def _keep_if_best(self, trial: Any, params: dict[str, Any], model: Any, tok: Any, metrics: dict[str, float],
+                      value: float, threshold: float | None) -> None:
+        """Save the model only if it beats this backbone's best so far: disk is finite."""
+        import optuna
+
+        backbone = params["backbone"]
+        others = [t.value for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                  if t.params.get("backbone") == backbone and t.value is not None and t.number != trial.number]
+        if others and value <= max(others):
+            return
+        out = self.models_dir / _safe_dirname(backbone)
+        info = ModelInfo(label_names=self.data.label_names, task=self.data.task, backbone=backbone, threshold=threshold,
+                         metrics={"validation": metrics}, params=params, data=self.data.describe(),
+                         study=self.cfg.study, trial=trial.number)
+        save_model(model, tok, out, info)
+        trial.set_user_attr("model_dir", str(out))
+
+
+def _setup_attrs(study: Any, cfg: StudyConfig, backbones: list[str], metric: str, models_dir: Path) -> dict[str, Any]:
+    return {"data": cfg.data, "text_column": cfg.text_column, "label_column": cfg.label_column, "task": cfg.task,
+            "max_train_samples": cfg.max_train_samples, "seed": cfg.seed, "backbones": backbones, "metric": metric,
+            "max_length": cfg.max_length, "epochs": cfg.epochs, "space": asdict(cfg.space),
+            "models_dir": str(models_dir)}
+
+
+def _check_resume(stored: dict[str, Any], cfg: StudyConfig, backbones: list[str] | None, metric: str | None) -> None:
+    """A resumed study must keep its data, backbones and metric, or its trials stop being comparable."""
+    wanted = {"data": cfg.data, "max_train_samples": cfg.max_train_samples, "seed": cfg.seed,
+              "backbones": backbones, "metric": metric, "epochs": cfg.epochs}
+    for key, value in wanted.items():
+        if value is not None and key in stored and stored[key] != value:
+            raise ConfigError(f"study {cfg.study!r} was created with {key}={stored[key]!r} but this run asks for "
+                              f"{key}={value!r}; rerun with the study's settings or use a new --study name")
+
+
+def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Create or resume ``cfg.study``, add ``cfg.trials`` trials and return :func:`summarize` of the study."""
+    import optuna
+
+    from textclf.baseline import tfidf_baseline
+
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own one-line-per-trial log replaces Optuna's
+    storage_url = resolve_storage(cfg.storage)
+    storage = open_storage(storage_url)
+    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
+    stored = dict(existing[cfg.study].user_attrs.get(ATTR, {})) if cfg.study in existing else {}
+    if stored:
+        _check_resume(stored, cfg, cfg.backbones, cfg.metric)
+        cfg.epochs = stored.get("epochs") if cfg.epochs is None else cfg.epochs
+    backbones = cfg.backbones or stored.get("backbones") or ["minilm"]
+    for name in backbones:  # fail before any data is tokenised or any trial starts
+        check_available(resolve_backbone(name))
+    data = load_data(cfg.data, text_column=cfg.text_column, label_column=cfg.label_column, task=cfg.task,  # type: ignore[arg-type]
+                     max_train_samples=cfg.max_train_samples, seed=cfg.seed)
+    metric = cfg.metric or stored.get("metric") or default_metric(data.task)
+    models_dir = Path(cfg.models_dir).resolve() if cfg.models_dir else Path(
+        stored.get("models_dir") or studies_dir() / "models" / cfg.study)
+
+    study = optuna.create_study(study_name=cfg.study, storage=storage, direction="maximize", load_if_exists=True,
+                                sampler=optuna.samplers.TPESampler(seed=cfg.seed + len(stored.get("runs", []))),
+                                pruner=make_pruner(cfg.pruner, n_startup_trials=len(backbones)))
+    if not stored:
+        stored = _setup_attrs(study, cfg, backbones, metric, models_dir)
+        stored["label_names"], stored["task"] = data.label_names, data.task
+        stored["data_summary"] = data.describe()
+        for name in backbones:
+            study.enqueue_trial(recipe_params(name, cfg.space, cfg.epochs), user_attrs={"recipe": True},
+                                skip_if_exists=True)
+    if "baseline" not in stored:
+        log("fitting the TF-IDF + logistic regression baseline...")
+        stored["baseline"] = tfidf_baseline(data, metric, cfg.seed)
+    stored["runs"] = [*stored.get("runs", []), {"trials": cfg.trials, "started": time.time()}]
+    study.set_user_attr(ATTR, stored)
+    for note in data.notes:
+        log(f"data: {note}")
+    log(f"study {cfg.study!r} in {redact(storage_url)}: {len(study.trials)} trial(s) so far; adding {cfg.trials} "
+        f"over {', '.join(backbones)} ({data.task}, {metric} on validation; baseline {stored['baseline']['value']:.4f})")
+
+    runner = _Runner(cfg, data, backbones, metric, models_dir, progress, log)
+
+    def report(study: Any, trial: Any) -> None:
+        backbone = trial.params.get("backbone", "?")
+        value = f"{trial.value:.4f}" if trial.value is not None else "-"
+        reason = trial.user_attrs.get("fail_reason", "")
+        secs = trial.duration.total_seconds() if trial.duration else 0.0
+        log(f"trial {trial.number} [{backbone}] {trial.state.name.lower()} {metric}={value} in {secs:.0f}s "
+            f"(lr={trial.params.get('lr', 0):.2e}, head_lr_ratio={trial.params.get('head_lr_ratio', 0):.1f})"
+            + (f" — {reason}" if reason else ""))
+
+    study.optimize(runner.objective, n_trials=cfg.trials, timeout=cfg.timeout, catch=(Exception,), callbacks=[report],
+                   show_progress_bar=False, gc_after_trial=True)
+    return summarize(study, storage_url)
+
+
+# ------------------------------------------------------------------------------------------------------ summary
+def summarize(study: Any, storage_url: str | None = None) -> dict[str, Any]:
+    """A JSON-able summary: best trial, best value per backbone, the baseline and every trial."""
+    import optuna
+
+    ts = optuna.trial.TrialState
+    attrs = study.user_attrs.get(ATTR, {})
+    trials = study.get_trials(deepcopy=False)
+    finished = [t for t in trials if t.state in (ts.COMPLETE, ts.PRUNED)]
+    complete = [t for t in trials if t.state == ts.COMPLETE and t.value is not None]
+    per_backbone: dict[str, float] = {}
+    for t in complete:
+        b = t.params.get("backbone", "?")
+        per_backbone[b] = max(per_backbone.get(b, -math.inf), float(t.value))
+    best = max(complete, key=lambda t: t.value) if complete else None
+    baseline = attrs.get("baseline")
+    return {
+        "study": study.study_name,
+        "storage": redact(storage_url) if storage_url else None,
+        "metric": attrs.get("metric"),
+        "split": "validation",
+        "task": attrs.get("task"),
+        "data": attrs.get("data"),
+        "n_trials": len(finished),
+        "n_failed": sum(t.state == ts.FAIL for t in trials),
+        "best": None if best is None else {
+            "value": float(best.value), "backbone": best.params.get("backbone"), "params": dict(best.params),
+            "trial": best.number, "metrics": best.user_attrs.get("metrics", {})},
+        "per_backbone": dict(sorted(per_backbone.items(), key=lambda kv: -kv[1])),
+        "baseline": baseline["value"] if baseline else None,
+        "trials": [{"number": t.number, "state": t.state.name, "value": t.value, "backbone": t.params.get("backbone"),
+                    "params": dict(t.params), "train_time_s": t.user_attrs.get("train_time_s"),
+                    "latency_ms": t.user_attrs.get("latency_ms"), "n_params": t.user_attrs.get("n_params"),
+                    "fail_reason": t.user_attrs.get("fail_reason")} for t in trials],
+    }
+
+
+def best_model_dir(study: Any, backbone: str | None = None) -> Path:
+    """The folder of the kept best model of ``backbone`` (default: the study's best backbone)."""
+    summary = summarize(study)
+    if summary["best"] is None:
+        raise TextclfError(f"study {study.study_name!r} has no completed trial yet; run it first")
+    backbone = backbone or summary["best"]["backbone"]
+    if backbone not in summary["per_backbone"]:
+        raise TextclfError(f"study {study.study_name!r} has no completed trial of backbone {backbone!r}; "
+                           f"it has {', '.join(summary['per_backbone'])}")
+    attrs = study.user_attrs.get(ATTR, {})
+    folder = Path(attrs.get("models_dir", studies_dir() / "models" / study.study_name)) / _safe_dirname(backbone)
+    if not folder.is_dir():
+        raise TextclfError(f"the best {backbone!r} model of study {study.study_name!r} is not at {folder} "
+                           "(models are kept on the machine that trained them); run export there")
+    return folder

@@ -1,0 +1,344 @@
+"""Fine-tuning: one short, model-agnostic training loop.
+
+AdamW with two learning rates (encoder ``lr``, head ``lr * head_lr_ratio``), optional layer-wise decay, no weight decay
+on biases and norms, warmup + linear decay, gradient clipping, dynamic padding over length-grouped batches, bf16
+autocast where the CPU supports it, evaluation every epoch (or every N steps / k times an epoch) through a callback the
+study uses for pruning, early stopping, and the best weights restored at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from textclf.errors import ConfigError
+from textclf.metrics import METRICS, compute_metrics, default_metric, label_matrix, softmax_or_sigmoid
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+@dataclass
+class TrainConfig:
+    """Everything one fine-tuning run needs; validated on creation."""
+
+    lr: float = 5e-5
+    head_lr_ratio: float = 10.0
+    batch_size: int = 32
+    epochs: int = 3
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.1
+    layer_decay: float = 1.0
+    max_grad_norm: float = 1.0
+    dropout: float | None = None
+    max_length: int = 128
+    evals_per_epoch: int = 1
+    eval_every_steps: int | None = None
+    early_stopping_patience: int | None = None
+    eval_batch_size: int = 128
+    seed: int = 42
+    precision: str = "auto"
+    metric: str | None = None
+
+    def __post_init__(self) -> None:
+        positive = {"lr": self.lr, "head_lr_ratio": self.head_lr_ratio, "batch_size": self.batch_size,
+                    "epochs": self.epochs, "max_length": self.max_length, "evals_per_epoch": self.evals_per_epoch,
+                    "eval_batch_size": self.eval_batch_size, "max_grad_norm": self.max_grad_norm}
+        for name, value in positive.items():
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name} must be a positive number, got {value!r}")
+        if not 0 <= self.weight_decay < 1:
+            raise ConfigError(f"weight_decay must be in [0, 1), got {self.weight_decay!r}")
+        if not 0 <= self.warmup_fraction < 1:
+            raise ConfigError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction!r}")
+        if not 0 < self.layer_decay <= 1:
+            raise ConfigError(f"layer_decay must be in (0, 1] (1 = no decay), got {self.layer_decay!r}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.eval_every_steps is not None and self.eval_every_steps < 1:
+            raise ConfigError(f"eval_every_steps must be >= 1, got {self.eval_every_steps!r}")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise ConfigError(f"early_stopping_patience must be >= 1, got {self.early_stopping_patience!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.metric is not None and self.metric not in METRICS:
+            raise ConfigError(f"metric must be one of {METRICS}, got {self.metric!r}")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    metrics: dict[str, float]           # validation metrics of the restored (best) weights
+    history: list[dict[str, float]]     # one row per evaluation: epoch, step, train_loss and validation metrics
+    train_time_s: float
+    steps: int
+    val_probs: np.ndarray = field(repr=False)
+    stopped_early: bool = False
+
+
+# ------------------------------------------------------------------------------------------------------ precision
+def bf16_supported(device: str = "cpu") -> bool:
+    """bf16 autocast pays on CPUs with native bf16 (AVX512-BF16 / AMX) and on GPUs that support it."""
+    import torch
+
+    if device.startswith("cuda"):
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    if precision == "auto":
+        return "bf16" if bf16_supported(device) else "fp32"
+    return precision
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# ------------------------------------------------------------------------------------------------------ optimizer
+_LAYER_RE = re.compile(r"\.(?:layer|layers|h|block)\.(\d+)\.")
+
+
+def _layer_depth(name: str, num_layers: int) -> int:
+    """0 for embeddings, i+1 for transformer layer i, num_layers for anything else in the encoder (pooler...)."""
+    match = _LAYER_RE.search(name)
+    if match:
+        return int(match.group(1)) + 1
+    return 0 if "embed" in name or "word_emb" in name or "mask_emb" in name else num_layers
+
+
+def param_groups(model: Any, head_prefixes: Sequence[str], *, lr: float, head_lr_ratio: float, weight_decay: float,
+                 layer_decay: float = 1.0) -> list[dict[str, Any]]:
+    """AdamW parameter groups: head at ``lr * head_lr_ratio``, encoder at ``lr`` (times ``layer_decay ** distance
+    from the top`` when layer-wise decay is on); biases and norm weights (1-D tensors) get no weight decay."""
+    num_layers = int(getattr(model.config, "num_hidden_layers", 0) or getattr(model.config, "n_layer", 0) or 0)
+    groups: dict[tuple[bool, bool, int], dict[str, Any]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        is_head = any(name == p or name.startswith(p + ".") for p in head_prefixes)
+        no_decay = param.ndim < 2
+        depth = num_layers if is_head else _layer_depth(name, num_layers)
+        key = (is_head, no_decay, depth)
+        if key not in groups:
+            scale = head_lr_ratio if is_head else layer_decay ** (num_layers - depth)
+            groups[key] = {"params": [], "names": [], "lr": lr * scale, "weight_decay": 0.0 if no_decay else weight_decay,
+                           "is_head": is_head}
+        groups[key]["params"].append(param)
+        groups[key]["names"].append(name)
+    return list(groups.values())
+
+
+def build_optimizer(model: Any, head_prefixes: Sequence[str], cfg: TrainConfig) -> Any:
+    import torch
+
+    groups = param_groups(model, head_prefixes, lr=cfg.lr, head_lr_ratio=cfg.head_lr_ratio,
+                          weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay)
+    if not any(g["is_head"] for g in groups):
+        raise ConfigError(f"no classification-head parameters match {list(head_prefixes)}; "
+                          "register the backbone with the right head_modules")
+    return torch.optim.AdamW(groups, lr=cfg.lr, fused=False)
+
+
+# ------------------------------------------------------------------------------------------------------ batching
+@dataclass
+class Encoded:
+    """Token ids of one split (unpadded) with its labels."""
+
+    features: list[dict[str, list[int]]]
+    labels: list[Any]
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
+def encode(tokenizer: Any, texts: list[str], labels: list[Any], max_length: int) -> Encoded:
+    """Tokenise once (truncated, unpadded): padding happens per batch, to the batch's longest text."""
+    import datasets
+
+    ds = datasets.Dataset.from_dict({"text": texts})
+    ds = ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=max_length), batched=True,
+                remove_columns=["text"], desc=None)
+    cols = ds.column_names
+    data = {c: ds[c] for c in cols}
+    features = [{c: data[c][i] for c in cols} for i in range(len(ds))]
+    return Encoded(features, list(labels))
+
+
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Shuffled batches of similar-length texts: random mega-batches of 50 batches, sorted by length inside, so
+    padding is small but the order stays random (the scheme of transformers' group_by_length)."""
+    idx = list(range(len(lengths)))
+    rng.shuffle(idx)
+    mega = batch_size * 50
+    batches: list[list[int]] = []
+    for start in range(0, len(idx), mega):
+        chunk = sorted(idx[start:start + mega], key=lambda i: -lengths[i])
+        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(tokenizer: Any, enc: Encoded, idx: Sequence[int], task: str, num_labels: int, device: str
+            ) -> tuple[dict[str, Any], Any]:
+    import torch
+
+    # tokenizer.pad honours padding_side (left for XLNet) and each family's pad token type id.
+    batch = tokenizer.pad([enc.features[i] for i in idx], padding=True, return_tensors="pt")
+    inputs = {k: v.to(device) for k, v in batch.items()}
+    if task == "single_label":
+        y = torch.tensor([enc.labels[i] for i in idx], dtype=torch.long)
+    else:
+        y = torch.tensor(label_matrix([enc.labels[i] for i in idx], num_labels), dtype=torch.float32)
+    return inputs, y.to(device)
+
+
+def _autocast(precision: str, device: str) -> Any:
+    import torch
+
+    return torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def predict_logits(model: Any, tokenizer: Any, enc: Encoded, *, batch_size: int = 128, precision: str = "fp32",
+                   device: str = "cpu") -> np.ndarray:
+    """Logits for every row, in order; batches are built from length-sorted rows so padding is minimal."""
+    import torch
+
+    model.eval()
+    order = sorted(range(len(enc)), key=lambda i: len(enc.features[i]["input_ids"]))
+    out = np.zeros((len(enc), model.config.num_labels), dtype=np.float32)
+    with torch.inference_mode(), _autocast(precision, device):
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            batch = tokenizer.pad([enc.features[i] for i in idx], padding=True, return_tensors="pt")
+            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+            out[idx] = logits.float().cpu().numpy()
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------ loop
+EvalCallback = Callable[[int, dict[str, float]], None]
+
+
+def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg: TrainConfig, *, task: str,
+          head_prefixes: Sequence[str], on_eval: EvalCallback | None = None, progress: bool = False,
+          device: str | None = None) -> TrainResult:
+    """Fine-tune ``model`` in place and return validation metrics of its best evaluation (whose weights it keeps).
+
+    ``on_eval(percent_of_an_epoch_done, metrics)`` is called after each evaluation; the study reports to Optuna
+    there and raises ``optuna.TrialPruned`` to stop a hopeless trial.
+    """
+    import torch
+    import torch.nn.functional as F
+    from transformers import get_linear_schedule_with_warmup
+
+    device = device or default_device()
+    precision = resolve_precision(cfg.precision, device)
+    metric = cfg.metric or default_metric(task)
+    num_labels = int(model.config.num_labels)
+    seed_everything(cfg.seed)
+    model.to(device)
+    optimizer = build_optimizer(model, head_prefixes, cfg)
+    steps_per_epoch = math.ceil(len(train_enc) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, round(cfg.warmup_fraction * total_steps), total_steps)
+    eval_every = cfg.eval_every_steps or max(1, steps_per_epoch // cfg.evals_per_epoch)
+    lengths = [len(f["input_ids"]) for f in train_enc.features]
+    rng = random.Random(cfg.seed)
+
+    history: list[dict[str, float]] = []
+    best_value, best_state, best_probs, best_metrics = -math.inf, None, None, {}
+    evals_since_best, step, running_loss, n_loss = 0, 0, 0.0, 0
+    stopped_early = False
+    start = time.perf_counter()
+
+    def evaluate() -> bool:
+        """Evaluate, keep the best weights, call back; True when early stopping says stop."""
+        nonlocal best_value, best_state, best_probs, best_metrics, evals_since_best, running_loss, n_loss
+        logits = predict_logits(model, tokenizer, val_enc, batch_size=cfg.eval_batch_size, precision=precision,
+                                device=device)
+        model.train()
+        probs = softmax_or_sigmoid(logits, task)
+        metrics = compute_metrics(task, val_enc.labels, probs, metric=metric)
+        row = {"step": step, "epoch": step / steps_per_epoch, "train_loss": running_loss / max(n_loss, 1), **metrics}
+        history.append(row)
+        running_loss, n_loss = 0.0, 0
+        if metrics[metric] > best_value:
+            best_value, best_metrics, best_probs, evals_since_best = metrics[metric], metrics, probs, 0
+            # A CPU copy of the best weights: restoring them at the end is what early stopping promises.
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        else:
+            evals_since_best += 1
+        if on_eval is not None:
+            on_eval(round(100 * step / steps_per_epoch), metrics)
+        return cfg.early_stopping_patience is not None and evals_since_best >= cfg.early_stopping_patience
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total_steps, disable=not progress, desc="training", unit="step", leave=False)
+    model.train()
+    try:
+        for _epoch in range(cfg.epochs):
+            for idx in length_grouped_batches(lengths, cfg.batch_size, rng):
+                inputs, y = collate(tokenizer, train_enc, idx, task, num_labels, device)
+                with _autocast(precision, device):
+                    logits = model(**inputs).logits
+                logits = logits.float()  # the loss in fp32: bf16 log-softmax loses too much precision
+                loss = (F.cross_entropy(logits, y) if task == "single_label"
+                        else F.binary_cross_entropy_with_logits(logits, y))
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(f"loss became {loss.item()} at step {step}; lower the learning rate")
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                running_loss += loss.item()
+                n_loss += 1
+                bar.update(1)
+                at_epoch_end = step % steps_per_epoch == 0
+                due = at_epoch_end or (step % eval_every == 0 and step < total_steps)
+                if due and evaluate():
+                    stopped_early = True
+                    break
+            if stopped_early:
+                break
+    finally:
+        bar.close()
+    train_time = time.perf_counter() - start
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    assert best_probs is not None  # at least one evaluation ran: every epoch ends with one
+    return TrainResult(metrics=best_metrics, history=history, train_time_s=train_time, steps=step,
+                       val_probs=best_probs, stopped_early=stopped_early)
+
+
+def config_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return asdict(cfg)

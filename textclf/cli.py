@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-sizes", type=lambda v: [int(x) for x in _csv_list(v)], default=None)
     run.add_argument("--max-length", type=int, default=None, help="tokens per text (default 128)")
     run.add_argument("--evals-per-epoch", type=int, default=None, help="evaluations (and pruning chances) per epoch (default 1)")
+    run.add_argument("--dropout", type=float, default=None, help="dropout probability (default: the backbone's)")
+    run.add_argument("--early-stopping", dest="early_stopping_patience", type=int, default=None, metavar="EVALS",
+                     help="stop a trial after this many evaluations without improvement")
     run.add_argument("--text-column", default=None)
     run.add_argument("--label-column", default=None)
     run.add_argument("--task", default=None, choices=["single_label", "multi_label"])
@@ -104,7 +107,8 @@ def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
                       max_train_samples=opts.get("max_train_samples"), epochs=opts.get("epochs"), metric=opts.get("metric"),
                       seed=opts["seed"], pruner=opts["pruner"], space=SearchSpace(**space_kwargs),
                       max_length=opts["max_length"], evals_per_epoch=opts["evals_per_epoch"],
-                      text_column=opts.get("text_column"), label_column=opts.get("label_column"), task=opts.get("task"))
+                      text_column=opts.get("text_column"), label_column=opts.get("label_column"), task=opts.get("task"),
+                      dropout=opts.get("dropout"), early_stopping_patience=opts.get("early_stopping_patience"))
     return run_study(cfg, progress=not args.json and sys.stderr.isatty())
 
 

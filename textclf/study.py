@@ -76,6 +76,8 @@ class StudyConfig:
     max_length: int = 128
     evals_per_epoch: int = 1
     layer_decay: float = 1.0
+    dropout: float | None = None
+    early_stopping_patience: int | None = None
     text_column: str | None = None
     label_column: str | None = None
     task: str | None = None
@@ -92,6 +94,10 @@ class StudyConfig:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
         if self.metric is not None and self.metric not in METRICS:
             raise ConfigError(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise ConfigError(f"early_stopping_patience must be at least 1, got {self.early_stopping_patience}")
         if self.pruner not in PRUNERS:
             raise ConfigError(f"pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
         if self.backbones is not None:
@@ -116,7 +122,7 @@ def studies_dir() -> Path:
 
 PRESET_KEYS = {"data", "backbones", "trials", "timeout", "max_train_samples", "epochs", "metric", "seed", "pruner",
                "lr_range", "ratio_range", "batch_sizes", "max_length", "evals_per_epoch", "text_column", "label_column",
-               "task", "storage"}
+               "task", "storage", "dropout", "early_stopping_patience"}
 
 
 def load_preset(study: str) -> dict[str, Any]:
@@ -244,7 +250,7 @@ def _n_params(model: Any) -> int:
 
 
 def _latency_ms(model: Any, tokenizer: Any, texts: list[str], max_length: int) -> float:
-    """Median wall time of batch-1 predictions over a few validation texts."""
+    """Mean wall time (ms) of batch-1 predictions, tokenisation included, over a few validation texts."""
     import torch
 
     model.eval()
@@ -255,8 +261,7 @@ def _latency_ms(model: Any, tokenizer: Any, texts: list[str], max_length: int) -
             batch = tokenizer([text], truncation=True, max_length=max_length, return_tensors="pt")
             model(**batch)
             times.append(time.perf_counter() - start)
-    times.sort()
-    return 1000 * times[len(times) // 2] if times else float("nan")
+    return 1000 * sum(times) / len(times) if times else float("nan")
 
 
 class _Runner:
@@ -288,12 +293,14 @@ class _Runner:
         tok, train_enc, val_enc = self.encoded(params["backbone"])
         data = self.data
         model = load_model(spec, num_labels=data.num_labels, multi_label=data.task == "multi_label",
-                           id2label=dict(enumerate(data.label_names)), pad_token_id=tok.pad_token_id, seed=self.cfg.seed)
+                           id2label=dict(enumerate(data.label_names)), pad_token_id=tok.pad_token_id, seed=self.cfg.seed,
+                           dropout=self.cfg.dropout)
         cfg = TrainConfig(lr=params["lr"], head_lr_ratio=params["head_lr_ratio"], batch_size=params["batch_size"],
                           epochs=params["epochs"], weight_decay=params["weight_decay"],
                           warmup_fraction=params["warmup_fraction"], layer_decay=self.cfg.layer_decay,
                           max_length=self.cfg.max_length, evals_per_epoch=self.cfg.evals_per_epoch,
-                          seed=self.cfg.seed, precision=self.cfg.precision, metric=self.metric)
+                          seed=self.cfg.seed, precision=self.cfg.precision, metric=self.metric,
+                          early_stopping_patience=self.cfg.early_stopping_patience)
         curve: list[dict[str, float]] = []
 
         def on_eval(step: int, metrics: dict[str, float]) -> None:
@@ -407,12 +414,16 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
 
     runner = _Runner(cfg, data, backbones, metric, models_dir, progress, log)
 
+    done = [0]
+
     def report(study: Any, trial: Any) -> None:
+        done[0] += 1
         backbone = trial.params.get("backbone", "?")
         value = f"{trial.value:.4f}" if trial.value is not None else "-"
         reason = trial.user_attrs.get("fail_reason", "")
         secs = trial.duration.total_seconds() if trial.duration else 0.0
-        log(f"trial {trial.number} [{backbone}] {trial.state.name.lower()} {metric}={value} in {secs:.0f}s "
+        log(f"[{done[0]}/{cfg.trials}] trial {trial.number} [{backbone}] {trial.state.name.lower()} "
+            f"{metric}={value} in {secs:.0f}s "
             f"(lr={trial.params.get('lr', 0):.2e}, head_lr_ratio={trial.params.get('head_lr_ratio', 0):.1f})"
             + (f" — {reason}" if reason else ""))
 

@@ -310,11 +310,20 @@ class _Runner:
             if not recipe and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at {step / 100:.2f} epochs: {self.metric} {metrics[self.metric]:.4f}")
 
+        last_write = [0.0]
+
+        def on_step(step: int, total: int) -> None:
+            # Live progress for the dashboard, written at most every 2 s: a storage write per step would cost.
+            now = time.monotonic()
+            if now - last_write[0] >= 2.0 or step == total:
+                last_write[0] = now
+                trial.set_user_attr("progress", round(step / total, 4))
+
         trial.set_user_attr("backbone", params["backbone"])
         trial.set_user_attr("n_params", _n_params(model))
         try:
             result = train(model, tok, train_enc, val_enc, cfg, task=data.task, head_prefixes=head_prefixes(model, spec),
-                           on_eval=on_eval, progress=self.progress)
+                           on_eval=on_eval, on_step=on_step, progress=self.progress)
         except optuna.TrialPruned:
             trial.set_user_attr("learning_curve", curve)
             raise

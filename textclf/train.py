@@ -243,15 +243,16 @@ def predict_logits(model: Any, tokenizer: Any, enc: Encoded, *, batch_size: int 
 
 # ------------------------------------------------------------------------------------------------------ loop
 EvalCallback = Callable[[int, dict[str, float]], None]
+StepCallback = Callable[[int, int], None]
 
 
 def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg: TrainConfig, *, task: str,
-          head_prefixes: Sequence[str], on_eval: EvalCallback | None = None, progress: bool = False,
-          device: str | None = None) -> TrainResult:
+          head_prefixes: Sequence[str], on_eval: EvalCallback | None = None, on_step: StepCallback | None = None,
+          progress: bool = False, device: str | None = None) -> TrainResult:
     """Fine-tune ``model`` in place and return validation metrics of its best evaluation (whose weights it keeps).
 
     ``on_eval(percent_of_an_epoch_done, metrics)`` is called after each evaluation; the study reports to Optuna
-    there and raises ``optuna.TrialPruned`` to stop a hopeless trial.
+    there and raises ``optuna.TrialPruned`` to stop a hopeless trial. ``on_step(step, total_steps)`` follows progress.
     """
     import torch
     import torch.nn.functional as F
@@ -322,6 +323,8 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
                 running_loss += loss.item()
                 n_loss += 1
                 bar.update(1)
+                if on_step is not None:
+                    on_step(step, total_steps)
                 at_epoch_end = step % steps_per_epoch == 0
                 due = at_epoch_end or (step % eval_every == 0 and step < total_steps)
                 if due and evaluate():

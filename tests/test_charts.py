@@ -1,0 +1,106 @@
+"""Chart builders on small in-memory studies: figure structure, empty and one-trial studies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+import pytest
+
+from textclf import charts
+from textclf.study import ATTR
+
+DISTS = {
+    "backbone": optuna.distributions.CategoricalDistribution(["minilm", "scratch:minilm"]),
+    "lr": optuna.distributions.FloatDistribution(1e-5, 1e-3, log=True),
+    "head_lr_ratio": optuna.distributions.FloatDistribution(1, 100, log=True),
+    "batch_size": optuna.distributions.CategoricalDistribution([16, 32]),
+}
+
+
+def make_study(rows: list[tuple[str, float, float, float, str]]) -> Any:
+    study = optuna.create_study(direction="maximize", study_name="mem")
+    study.set_user_attr(ATTR, {"metric": "accuracy", "task": "single_label", "label_names": ["neg", "pos"],
+                               "baseline": {"value": 0.7}})
+    for backbone, lr, ratio, value, state in rows:
+        curve = [{"step": 100, "accuracy": value - 0.05}, {"step": 200, "accuracy": value}]
+        attrs = {"learning_curve": curve if state == "COMPLETE" else curve[:1], "train_time_s": 10 * lr * 1e4,
+                 "report": {"per_class": {"neg": {"f1": value}, "pos": {"f1": value - 0.1}},
+                            "confusion_matrix": [[5, 1], [2, 4]]}}
+        study.add_trial(optuna.trial.create_trial(
+            params={"backbone": backbone, "lr": lr, "head_lr_ratio": ratio, "batch_size": 32}, distributions=DISTS,
+            value=value, user_attrs=attrs, intermediate_values={100: value - 0.05},
+            state=optuna.trial.TrialState[state]))
+    return study
+
+
+FULL = [("minilm", 1e-4, 10, 0.85, "COMPLETE"), ("scratch:minilm", 1e-4, 10, 0.63, "COMPLETE"),
+        ("minilm", 3e-5, 40, 0.82, "COMPLETE"), ("scratch:minilm", 2e-4, 5, 0.55, "PRUNED")]
+
+
+def test_score_by_backbone_has_a_box_per_backbone_and_the_baseline() -> None:
+    fig = charts.score_by_backbone(charts.study_data(make_study(FULL)))
+    boxes = [t for t in fig.data if t.type == "box"]
+    assert [b.name for b in boxes] == ["minilm", "scratch:minilm"]
+    assert sorted(boxes[0].y) == [0.82, 0.85] and sorted(boxes[1].y) == [0.55, 0.63]  # pruned trials count too
+    assert any(s.y0 == 0.7 for s in fig.layout.shapes)  # the TF-IDF reference line
+    assert fig.layout.height == charts.HEIGHT
+
+
+def test_score_vs_lr_is_log_scaled_and_coloured_by_backbone() -> None:
+    fig = charts.score_vs_param(charts.study_data(make_study(FULL)), "lr")
+    assert fig.layout.xaxis.type == "log"
+    assert {t.name for t in fig.data} == {"minilm", "scratch:minilm"}
+    scratch = next(t for t in fig.data if t.name == "scratch:minilm")
+    assert list(scratch.marker.color).count("white") == 1  # the pruned trial is hollow
+
+
+def test_lr_ratio_map_has_one_panel_per_backbone() -> None:
+    fig = charts.lr_ratio_map(charts.study_data(make_study(FULL)))
+    assert len(fig.data) == 2
+    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
+
+
+def test_learning_curves_mark_pruned_trials() -> None:
+    fig = charts.learning_curves(charts.study_data(make_study(FULL)))
+    assert len(fig.data) == 4
+    pruned = fig.data[3]
+    assert pruned.line.dash == "dash" and list(pruned.marker.symbol)[-1] == "x"
+    assert fig.data[0].line.dash == "solid"
+
+
+def test_history_tracks_the_best_so_far() -> None:
+    fig = charts.optimization_history(charts.study_data(make_study(FULL)))
+    assert list(fig.data[1].y) == [0.85, 0.85, 0.85, 0.85]
+
+
+def test_confusion_and_per_class_use_each_backbones_best_trial() -> None:
+    data = charts.study_data(make_study(FULL))
+    fig = charts.confusion_matrix(data, "minilm")
+    assert fig.data[0].z == ((5, 1), (2, 4)) or [list(r) for r in fig.data[0].z] == [[5, 1], [2, 4]]
+    assert list(fig.data[0].x) == ["neg", "pos"]
+    bars = charts.per_class_f1(data)
+    assert {b.name for b in bars.data} == {"minilm", "scratch:minilm"}
+    assert list(next(b for b in bars.data if b.name == "minilm").y) == pytest.approx([0.85, 0.75])
+
+
+@pytest.mark.parametrize("rows", [[], [FULL[0]]], ids=["empty", "one-trial"])
+def test_every_chart_handles_empty_and_one_trial_studies(rows: list) -> None:
+    figs = charts.all_charts(make_study(rows))
+    assert set(figs) >= {"score_by_backbone", "history", "score_vs_lr", "score_vs_ratio", "lr_ratio_map", "parallel",
+                         "importances", "learning_curves", "score_vs_time", "per_class_f1", "confusion"}
+    for name, fig in figs.items():
+        assert fig.layout.height, name
+    if not rows:
+        assert figs["score_by_backbone"].layout.annotations[0].text.startswith("No finished trial")
+    else:
+        assert len(figs["score_by_backbone"].data) == 2
+        assert "two completed" in figs["importances"].layout.annotations[0].text
+
+
+def test_optuna_plots_are_reused_with_the_categorical_backbone() -> None:
+    study = make_study(FULL)
+    fig = charts.parallel_coordinates(study)
+    assert "backbone" in list(fig.layout.xaxis.ticktext)
+    assert {"minilm", "scratch:minilm"} <= {a.text for a in fig.layout.annotations}  # categories named on the axis
+    assert charts.param_importances(study).data

@@ -339,6 +339,13 @@ def stratified_split(split: Split, task: Task, size: int | float, seed: int) -> 
 
 
 # --------------------------------------------------------------------------------------------------------- public
+def read_texts(path: str | Path, text_column: str | None = None) -> list[str]:
+    """The texts of one unlabelled file (for batch prediction); missing texts become empty strings."""
+    ds = _read_file(Path(path))
+    col = _pick_column(list(ds.column_names), text_column, TEXT_COLUMN_CANDIDATES, "text", "a header named 'text'")
+    return ["" if _is_missing(t) else str(t) for t in ds[col]]
+
+
 def load_data(
     source: str,
     *,

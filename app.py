@@ -1,0 +1,260 @@
+"""textclf dashboard: Data, Study, Compare, Attention, Predict.
+
+    python app.py [--storage URL] [--studies-dir DIR] [--public] [--port 7860]
+
+The layout only: every callback is a small function over ``textclf.dashboard.Dashboard``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+
+from textclf.dashboard import ALL_BACKBONES, BEST, DATA_CHOICES, Dashboard, DashboardConfig
+from textclf.errors import TextclfError
+
+QUICK_DEMO = {"study": "quick-demo", "backbones": ["minilm", "scratch:minilm"], "trials": 4, "epochs": 3}
+TRIAL_HEADERS = ["#", "backbone", "lr", "head/enc", "batch", "epochs", "state", "score", "seconds"]
+CHARTS = [("score_by_backbone", "Score by backbone"), ("history", "Optimisation history"),
+          ("score_vs_lr", "Score vs encoder LR"), ("score_vs_ratio", "Score vs head/encoder ratio"),
+          ("lr_ratio_map", "LR × ratio map"), ("learning_curves", "Learning curves"),
+          ("parallel", "Parallel coordinates"), ("importances", "Importances"), ("score_vs_time", "Score vs time"),
+          ("confusion", "Confusion matrix"), ("per_class_f1", "Per-class F1")]
+CSS = """
+.textclf-header h1 { margin-bottom: 0 }
+.textclf-attn { margin: 6px 0 10px }
+"""
+
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Bad input becomes a one-line message in the UI, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TextclfError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+
+    return wrapper
+
+
+def build_demo(storage: str | None = None, studies_dir: str | None = None, public: bool | None = None) -> gr.Blocks:
+    dash = Dashboard(DashboardConfig.from_env(storage, studies_dir, public))
+    cfg = dash.cfg
+
+    with gr.Blocks(title="textclf") as demo:
+        caps = (f"\n\n*Public mode: at most {cfg.max_trials} trials, {cfg.max_train_samples} training rows, "
+                f"{cfg.max_upload_mb:g} MB uploads, one study at a time.*") if cfg.public else ""
+        gr.Markdown("# textclf\nFine-tune and compare transformer text classifiers: pretrained vs scratch vs TF-IDF, "
+                    "learning rates and the head/encoder learning-rate ratio." + caps, elem_classes="textclf-header")
+        source = gr.State("demo")
+        with gr.Tabs():
+            # ------------------------------------------------------------------------------------------- Data
+            with gr.Tab("Data", id="data"):
+                with gr.Row():
+                    preset = gr.Dropdown(DATA_CHOICES, value="demo", label="Preset")
+                    upload = gr.File(label="…or upload a file (.csv .tsv .json .jsonl .parquet)",
+                                     file_types=[".csv", ".tsv", ".json", ".jsonl", ".parquet"], type="filepath")
+                    hub_id = gr.Textbox(label="…or a Hugging Face dataset id (online)", placeholder="owner/name")
+                load_btn = gr.Button("Load data", variant="primary")
+                data_md = gr.Markdown()
+                with gr.Row():
+                    preview = gr.Dataframe(headers=["text", "label(s)"], label="Preview (train)", max_height=360)
+                    dist = gr.Plot(label="Label distribution")
+
+            # ------------------------------------------------------------------------------------------- Study
+            with gr.Tab("Study", id="study"):
+                backbone_tbl = gr.Dataframe(headers=["backbone", "model", "status"], label="Backbones", max_height=260)
+                with gr.Row():
+                    study_name = gr.Textbox(value="my-study", label="Study name")
+                    backbones = gr.CheckboxGroup(ALL_BACKBONES, value=["minilm", "scratch:minilm"], label="Backbones")
+                with gr.Row():
+                    trials = gr.Slider(1, cfg.max_trials, value=min(6, cfg.max_trials), step=1, label="Trials to add")
+                    timeout = gr.Number(value=None, label="Time budget (minutes, optional)")
+                    pruner = gr.Dropdown(["median", "sha", "hyperband", "none"], value="median", label="Pruner")
+                with gr.Accordion("Search space", open=False):
+                    with gr.Row():
+                        lr_lo = gr.Number(value=1e-5, label="encoder LR from")
+                        lr_hi = gr.Number(value=3e-4, label="encoder LR to")
+                        ratio_lo = gr.Number(value=1.0, label="head/encoder ratio from")
+                        ratio_hi = gr.Number(value=100.0, label="head/encoder ratio to")
+                    with gr.Row():
+                        batch_sizes = gr.CheckboxGroup([8, 16, 32, 64], value=[16, 32], label="Batch sizes")
+                        epochs = gr.Slider(0, 8, value=0, step=1, label="Epochs (0 = search 2-5)")
+                with gr.Row():
+                    quick_btn = gr.Button("Quick demo", variant="secondary")
+                    start_btn = gr.Button("Start / resume", variant="primary")
+                    stop_btn = gr.Button("Stop", variant="stop")
+                with gr.Row():
+                    existing = gr.Dropdown([], label="Open a study in the storage", allow_custom_value=False)
+                    refresh_btn = gr.Button("↻", scale=0, min_width=60)
+                study_msg = gr.Markdown()
+                status_md = gr.Markdown("No study selected.")
+                trial_tbl = gr.Dataframe(headers=TRIAL_HEADERS, label="Trials (live)", max_height=420)
+                ticker = gr.Timer(2.0)
+
+            # ------------------------------------------------------------------------------------------- Compare
+            with gr.Tab("Compare", id="compare") as compare_tab:
+                compare_md = gr.Markdown("Open a study in the Study section; charts update while it runs.")
+                plots = {}
+                for i in range(0, len(CHARTS), 2):
+                    with gr.Row():
+                        for key, label in CHARTS[i:i + 2]:
+                            plots[key] = gr.Plot(label=label)
+                compare_ticker = gr.Timer(6.0)
+
+            # ------------------------------------------------------------------------------------------- Attention
+            with gr.Tab("Attention", id="attention") as attention_tab:
+                attn_text = gr.Textbox(value="The headphones broke after two days and support never replied.",
+                                       label="Sentence", lines=2)
+                with gr.Row():
+                    attn_models = gr.Dropdown([], multiselect=True, label="Models (side by side; default: the best)")
+                    layer = gr.Slider(0, 11, value=0, step=1, label="Layer")
+                    head = gr.Slider(-1, 15, value=-1, step=1, label="Head (-1 = mean of heads)")
+                attn_btn = gr.Button("Show attention", variant="primary")
+                attn_plot = gr.Plot(label="tokens × tokens")
+                attn_html = gr.HTML()
+
+            # ------------------------------------------------------------------------------------------- Predict
+            with gr.Tab("Predict", id="predict") as predict_tab:
+                with gr.Row():
+                    pred_text = gr.Textbox(label="Text", lines=2, placeholder="Type a sentence…")
+                    pred_model = gr.Dropdown([BEST], value=BEST, label="Model")
+                pred_btn = gr.Button("Predict", variant="primary")
+                with gr.Row():
+                    pred_label = gr.Label(label="Probabilities", num_top_classes=10)
+                    pred_info = gr.Markdown()
+                with gr.Row():
+                    batch_file = gr.File(label="Batch: a file with a text column", type="filepath",
+                                         file_types=[".csv", ".tsv", ".json", ".jsonl", ".parquet"])
+                    batch_out = gr.File(label="Predictions (CSV)")
+                batch_btn = gr.Button("Predict file")
+
+        # ------------------------------------------------------------------------------------------------ wiring
+        @guarded
+        def load_data(p: str, up: str | None, hub: str) -> tuple[str, str, list, Any]:
+            src = dash.resolve_data(p, up, hub)
+            md, rows, fig = dash.describe_data(src)
+            return src, md, rows, fig
+
+        load_btn.click(load_data, [preset, upload, hub_id], [source, data_md, preview, dist], api_visibility="private")
+
+        def studies_update(selected: str | None = None) -> Any:
+            names = dash.list_studies()
+            return gr.Dropdown(choices=names, value=selected if selected in names else (names[-1] if names else None))
+
+        def model_choices() -> tuple[Any, Any]:
+            names = list(dash.models.available())
+            return gr.Dropdown(choices=[BEST, *names], value=BEST), gr.Dropdown(choices=names, value=[])
+
+        def initial() -> tuple[Any, ...]:
+            return (dash.backbone_table(), studies_update(), *model_choices())
+
+        demo.load(initial, None, [backbone_tbl, existing, pred_model, attn_models], api_visibility="private")
+
+        @guarded
+        def start(name: str, src: str, bbs: list[str], n: float, tmo: float | None, pr: str, lo: float, hi: float,
+                  rlo: float, rhi: float, bs: list[int], ep: float) -> tuple[str, Any]:
+            msg = dash.start_study(name.strip(), src, bbs, int(n), tmo, (float(lo), float(hi)), (float(rlo), float(rhi)),
+                                   list(bs), None if not ep else int(ep), pr)
+            return msg, gr.Dropdown(choices=sorted({*dash.list_studies(), name.strip()}), value=name.strip())
+
+        start_inputs = [study_name, source, backbones, trials, timeout, pruner, lr_lo, lr_hi, ratio_lo, ratio_hi,
+                        batch_sizes, epochs]
+        start_btn.click(start, start_inputs, [study_msg, existing], api_visibility="private")
+
+        @guarded
+        def quick() -> tuple[str, Any, str, list[str]]:
+            msg = dash.start_study(QUICK_DEMO["study"], "demo", QUICK_DEMO["backbones"], QUICK_DEMO["trials"], None,
+                                   (1e-5, 3e-4), (1.0, 100.0), [16, 32], QUICK_DEMO["epochs"], "median")
+            names = sorted({*dash.list_studies(), QUICK_DEMO["study"]})
+            return msg, gr.Dropdown(choices=names, value=QUICK_DEMO["study"]), QUICK_DEMO["study"], QUICK_DEMO["backbones"]
+
+        quick_btn.click(quick, None, [study_msg, existing, study_name, backbones], api_visibility="private")
+
+        @guarded
+        def stop(name: str | None) -> str:
+            target = name or ""
+            return (f"Stopped **{target}**: finished trials are kept; the interrupted one is marked failed."
+                    if dash.studies.stop(target) else f"**{target or 'nothing'}** is not running here.")
+
+        stop_btn.click(stop, existing, study_msg, api_visibility="private")
+        refresh_btn.click(lambda s: studies_update(s), existing, existing, api_visibility="private")
+
+        @guarded
+        def status(name: str | None) -> tuple[list, str]:
+            return dash.study_status(name)
+
+        existing.change(status, existing, [trial_tbl, status_md], api_visibility="private")
+        ticker.tick(status, existing, [trial_tbl, status_md], api_visibility="private")
+
+        @guarded
+        def compare(name: str | None) -> tuple[Any, ...]:
+            from textclf.charts import all_charts
+            from textclf.study import load_study
+
+            if not name:
+                return ("Open a study in the Study section; charts update while it runs.", *[None] * len(plots))
+            figs = all_charts(load_study(name, cfg.storage_url))
+            return (f"Study **{name}** — every score is on the validation split.", *[figs[k] for k in plots])
+
+        compare_outputs = [compare_md, *plots.values()]
+        compare_tab.select(compare, existing, compare_outputs, api_visibility="private")
+        existing.change(compare, existing, compare_outputs, api_visibility="private")
+
+        def compare_live(name: str | None) -> tuple[Any, ...]:
+            worker = dash.studies.worker(name or "")
+            if worker is None or not worker.running:
+                return tuple(gr.skip() for _ in compare_outputs)  # nothing changes: don't redraw
+            return compare(name)
+
+        compare_ticker.tick(compare_live, existing, compare_outputs, api_visibility="private")
+        attention_tab.select(lambda: model_choices()[1], None, attn_models, api_visibility="private")
+        predict_tab.select(lambda: model_choices()[0], None, pred_model, api_visibility="private")
+
+        @guarded
+        def show_attention(text: str, models: list[str] | None, lay: float, hd: float) -> tuple[Any, str]:
+            return dash.attention(text, models, int(lay), None if hd < 0 else int(hd))
+
+        attn_btn.click(show_attention, [attn_text, attn_models, layer, head], [attn_plot, attn_html],
+                       api_visibility="private")
+
+        @guarded
+        def predict(text: str, model: str | None = BEST) -> tuple[dict[str, float], str]:
+            """Classify one text. `model` is optional: by default the best trained model available."""
+            return dash.predict(text, model)
+
+        pred_btn.click(predict, [pred_text, pred_model], [pred_label, pred_info], api_name="predict",
+                       api_description="Classify one text: returns per-label probabilities and the predicted label(s) "
+                                       "with latency. `model` is optional (default: the best trained model).")
+        pred_text.submit(predict, [pred_text, pred_model], [pred_label, pred_info], api_visibility="private")
+
+        @guarded
+        def predict_batch(path: str | None, model: str | None) -> str:
+            return dash.predict_file(path or "", model)
+
+        batch_btn.click(predict_batch, [batch_file, pred_model], batch_out, api_visibility="private")
+    demo.queue(default_concurrency_limit=4)
+    return demo
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="textclf dashboard")
+    parser.add_argument("--storage", default=None, help="Optuna storage URL (default $TEXTCLF_STORAGE or studies/textclf.db)")
+    parser.add_argument("--studies-dir", default=None, help="folder of the default storage and kept models (studies/)")
+    parser.add_argument("--public", action="store_true", default=None, help="cap trials, rows, uploads and studies")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7860)
+    args = parser.parse_args(argv)
+    demo = build_demo(args.storage, args.studies_dir, args.public)
+    demo.launch(server_name=args.host, server_port=args.port, theme=gr.themes.Soft(), css=CSS,
+                max_file_size=f"{int(DashboardConfig.from_env(public=args.public).max_upload_mb)}mb")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""The dashboard's callbacks as plain functions, background study workers, and a launched app over gradio_client."""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+import pytest
+
+from textclf.dashboard import BEST, Dashboard, DashboardConfig
+from textclf.errors import ConfigError, DataError, TextclfError
+from textclf.study import SearchSpace, StudyConfig, load_study, run_study
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_models: dict, tmp_path_factory: pytest.TempPathFactory) -> Dashboard:
+    """A studies folder holding one finished study with a kept tiny-bert model."""
+    folder = tmp_path_factory.mktemp("dash") / "studies"
+    folder.mkdir()
+    storage = f"sqlite:///{folder / 'textclf.db'}"
+    run_study(StudyConfig(study="done", data="demo", backbones=["tiny-bert"], trials=1, epochs=2, storage=storage,
+                          models_dir=str(folder / "models" / "done"), space=SearchSpace(lr=(1e-3, 1e-3), batch_sizes=(16,))),
+              progress=False, log=lambda _: None)
+    return Dashboard(DashboardConfig(storage=storage, studies_dir=folder))
+
+
+def wait_for(predicate, timeout: float = 180.0, every: float = 0.5) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(every)
+    raise AssertionError("timed out waiting")
+
+
+def test_data_section_describes_the_sample(trained: Dashboard) -> None:
+    src = trained.resolve_data("demo", None, "")
+    md, rows, fig = trained.describe_data(src)
+    assert "single-label" in md and "3 labels" in md and "train 240" in md
+    assert len(rows) == 20 and rows[0][1] in {"complaint", "praise", "question"}
+    assert list(fig.data[0].x) == ["complaint", "praise", "question"] and sum(fig.data[0].y) == 240
+    assert fig.layout.height
+
+
+@pytest.mark.parametrize("hub", ["/etc/passwd", "../secrets", "a/b/c", "~/x"])
+def test_typed_paths_are_not_accepted_as_data(trained: Dashboard, hub: str) -> None:
+    with pytest.raises(DataError, match="not a Hugging Face dataset id"):
+        trained.resolve_data(None, None, hub)
+
+
+def test_upload_size_is_capped(trained: Dashboard, tmp_path: Path) -> None:
+    big = tmp_path / "big.csv"
+    big.write_bytes(b"text,label\n" + b"x" * 6_000_000)
+    dash = Dashboard(DashboardConfig.from_env(studies_dir=tmp_path, public=True))
+    with pytest.raises(DataError, match="limit here is 5 MB"):
+        dash.resolve_data(None, str(big), None)
+
+
+def test_public_mode_caps_trials_and_studies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPACE_ID", "someone/textclf")
+    cfg = DashboardConfig.from_env(studies_dir=tmp_path)
+    assert cfg.public and cfg.max_trials == 8 and cfg.max_train_samples == 2000 and cfg.max_concurrent_studies == 1
+    with pytest.raises(ConfigError, match="between 1 and 8"):
+        Dashboard(cfg).start_study("x", "demo", ["minilm"], 20, None, (1e-5, 1e-4), (1, 10), [16], None, "median")
+
+
+def test_backbone_table_says_why_unavailable(trained: Dashboard) -> None:
+    rows = {r[0]: r[2] for r in trained.backbone_table(["minilm", "no-such-model"])}
+    assert rows["minilm"] == "available"
+    assert rows["no-such-model"].startswith("unavailable: unknown backbone")
+
+
+def test_study_status_and_models(trained: Dashboard) -> None:
+    rows, line = trained.study_status("done")
+    assert len(rows) == 1 and rows[0][1] == "tiny-bert" and rows[0][6] == "complete"
+    assert "1 finished" in line and "baseline" in line
+    assert list(trained.models.available()) == ["done / tiny-bert"]
+    assert trained.models.best() == "done / tiny-bert"
+    with pytest.raises(TextclfError, match="pick one from the list"):
+        trained.models.get("../../etc / passwd")
+
+
+def test_predict_and_batch_predict(trained: Dashboard, tmp_path: Path) -> None:
+    probs, info = trained.predict("Is it waterproof?", BEST)
+    assert set(probs) == {"complaint", "praise", "question"} and "ms" in info
+    upload = tmp_path / "batch.csv"
+    upload.write_text('text\nIs it waterproof?\n""\nBroke in a day\n', encoding="utf-8")
+    out = trained.predict_file(str(upload), None)
+    with open(out, encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["text"] for r in rows] == ["Is it waterproof?", "", "Broke in a day"]
+    assert rows[0]["label"] in probs and rows[1]["label"] == ""  # an empty row is kept, not classified
+    with pytest.raises(DataError, match="empty"):
+        trained.predict("  ", BEST)
+
+
+def test_attention_callback_renders_escaped_html(trained: Dashboard) -> None:
+    payload = "<script>alert(1)</script> broke"
+    fig, html_out = trained.attention(payload, [BEST], layer=1, head=None)
+    assert fig.data and "<script" not in html_out  # tiny-bert maps "<" to [UNK]; escaping itself: test_attention
+    assert html_out.count("textclf-model") == 1 and "attention rollout" in html_out and "saliency" in html_out
+
+
+def test_worker_process_runs_a_study_and_stop_keeps_finished_trials(trained: Dashboard, tiny_models: dict) -> None:
+    bert = tiny_models["tiny-bert"]
+    trained.start_study("bg", "demo", [bert], 30, None, (1e-3, 2e-3), (1.0, 10.0), [16], 2, "none")
+    with pytest.raises(ConfigError, match="already running"):
+        trained.start_study("bg", "demo", [bert], 1, None, (1e-3, 2e-3), (1.0, 10.0), [16], 2, "none")
+    assert "bg" in trained.list_studies() or True  # the storage entry appears once the worker has started
+
+    def two_done() -> bool:
+        try:
+            return sum(r[6] == "complete" for r in trained.study_status("bg")[0]) >= 2
+        except TextclfError:
+            return False
+
+    wait_for(two_done)
+    assert trained.studies.stop("bg")
+    worker = trained.studies.worker("bg")
+    assert worker is not None and not worker.running
+    states = [t.state.name for t in load_study("bg", trained.cfg.storage_url).trials]
+    assert states.count("COMPLETE") >= 2 and "RUNNING" not in states  # the interrupted trial ended, none lost
+    assert "interrupted" in worker.tail(3)
+
+
+def test_launched_app_serves_the_predict_api(trained: Dashboard) -> None:
+    from gradio_client import Client
+
+    from app import build_demo
+
+    demo = build_demo(storage=trained.cfg.storage, studies_dir=str(trained.cfg.studies_dir), public=False)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=None, quiet=True)
+    try:
+        client = Client(url, verbose=False)
+        label, info = client.predict("Does it come with a warranty?", api_name="/predict")  # only the text
+        assert label["label"] in {"complaint", "praise", "question"}
+        assert len(label["confidences"]) == 3 and "ms" in info
+        api = client.view_api(print_info=False, return_format="dict")
+        assert "/predict" in api["named_endpoints"]
+        params = api["named_endpoints"]["/predict"]["parameters"]
+        assert params[0]["parameter_name"] == "text" and params[1]["parameter_has_default"]
+    finally:
+        demo.close()

@@ -1,0 +1,404 @@
+"""The dashboard's logic, free of Gradio: configuration, background study workers, the model store and every callback
+as a plain function. ``app.py`` only lays these out. Nothing here is module-level mutable state: the app creates one
+:class:`Dashboard` and its callbacks close over it.
+
+Studies run in separate worker processes (``python -m textclf run``) on the same storage as the CLI: the UI stays
+responsive and a crash in training cannot take the app down.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from textclf.errors import ConfigError, DataError, TextclfError
+
+ALL_BACKBONES = ["minilm", "scratch:minilm", "bert", "roberta", "xlnet", "distilbert", "distilroberta"]
+DATA_CHOICES = ["demo", "demo-multilabel", "sst2", "trec", "emotion", "ag_news", "banking77", "sms_spam", "go_emotions"]
+BEST = "(best available)"
+
+
+@dataclass
+class DashboardConfig:
+    """Where studies live and, in public mode, how much one visitor may use."""
+
+    storage: str | None = None
+    studies_dir: Path = field(default_factory=lambda: Path(os.environ.get("TEXTCLF_STUDIES_DIR", "studies")).resolve())
+    public: bool = False
+    max_trials: int = 50
+    max_train_samples: int | None = None
+    max_upload_mb: float = 50.0
+    max_concurrent_studies: int = 4
+
+    @classmethod
+    def from_env(cls, storage: str | None = None, studies_dir: str | Path | None = None,
+                 public: bool | None = None) -> DashboardConfig:
+        """Public mode is on on Hugging Face Spaces (SPACE_ID is set) or with TEXTCLF_PUBLIC=1."""
+        if public is None:
+            public = bool(os.environ.get("SPACE_ID")) or os.environ.get("TEXTCLF_PUBLIC", "") in ("1", "true", "yes")
+        folder = Path(studies_dir or os.environ.get("TEXTCLF_STUDIES_DIR", "studies")).expanduser().resolve()
+        cfg = cls(storage=storage or os.environ.get("TEXTCLF_STORAGE"), studies_dir=folder, public=public)
+        if public:  # one visitor must not starve the others on a shared free CPU
+            cfg.max_trials, cfg.max_train_samples, cfg.max_upload_mb, cfg.max_concurrent_studies = 8, 2000, 5.0, 1
+        return cfg
+
+    @property
+    def storage_url(self) -> str:
+        from textclf.study import resolve_storage
+
+        if self.storage:
+            return resolve_storage(self.storage)
+        self.studies_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.studies_dir / 'textclf.db'}"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.studies_dir / "models"
+
+
+# ------------------------------------------------------------------------------------------------------ workers
+@dataclass
+class Worker:
+    study: str
+    process: subprocess.Popen
+    log_path: Path
+    started: float
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def tail(self, lines: int = 6) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class StudyManager:
+    """Starts, stops and watches study worker processes."""
+
+    def __init__(self, cfg: DashboardConfig) -> None:
+        self.cfg = cfg
+        self._workers: dict[str, Worker] = {}
+        self._lock = threading.Lock()
+
+    def running(self) -> list[str]:
+        with self._lock:
+            return [name for name, w in self._workers.items() if w.running]
+
+    def worker(self, study: str) -> Worker | None:
+        return self._workers.get(study)
+
+    def start(self, study: str, args: list[str]) -> Worker:
+        from textclf.study import check_study_name
+
+        check_study_name(study)
+        with self._lock:
+            if study in self._workers and self._workers[study].running:
+                raise ConfigError(f"study {study!r} is already running; stop it first or open it to watch")
+            active = [n for n, w in self._workers.items() if w.running]
+            if len(active) >= self.cfg.max_concurrent_studies:
+                raise ConfigError(f"{len(active)} studies are running ({', '.join(active)}), the limit here is "
+                                  f"{self.cfg.max_concurrent_studies}; stop one or wait for it to finish")
+            logs = self.cfg.studies_dir / "logs"
+            logs.mkdir(parents=True, exist_ok=True)
+            log_path = logs / f"{study}.log"
+            env = {**os.environ, "TEXTCLF_STUDIES_DIR": str(self.cfg.studies_dir), "PYTHONUNBUFFERED": "1"}
+            cmd = [sys.executable, "-m", "textclf", "run", "--study", study, "--storage", self.cfg.storage_url, *args]
+            with open(log_path, "w", encoding="utf-8") as log:
+                # A new session: Stop signals the worker's whole group, never the app.
+                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                        cwd=str(Path(__file__).resolve().parents[1]))
+            worker = Worker(study, proc, log_path, time.time())
+            self._workers[study] = worker
+            return worker
+
+    def stop(self, study: str, timeout: float = 20.0) -> bool:
+        """Interrupt the worker (its running trial is marked failed; finished trials stay); kill if it hangs."""
+        worker = self._workers.get(study)
+        if worker is None or not worker.running:
+            return False
+        os.killpg(worker.process.pid, signal.SIGINT)
+        try:
+            worker.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.process.pid, signal.SIGKILL)
+            worker.process.wait(5)
+        return True
+
+    def stop_all(self) -> None:
+        for name in list(self._workers):
+            self.stop(name, timeout=5)
+
+
+# ------------------------------------------------------------------------------------------------------ models
+class ModelStore:
+    """The kept best models under ``studies/models/<study>/<backbone>/``, loaded on demand and cached (a few)."""
+
+    def __init__(self, root: Path, capacity: int = 4) -> None:
+        self.root = root
+        self.capacity = capacity
+        self._cache: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def available(self) -> dict[str, Path]:
+        """Display name -> folder. Names come only from this scan, so the UI can never point at another path."""
+        out: dict[str, Path] = {}
+        if not self.root.is_dir():
+            return out
+        for meta in sorted(self.root.glob("*/*/textclf.json")):
+            folder = meta.parent
+            out[f"{folder.parent.name} / {folder.name}"] = folder
+        return out
+
+    def best(self) -> str | None:
+        """The model with the highest validation score (of its own study's metric) on disk."""
+        from textclf.export import ModelInfo
+
+        scored = []
+        for name, folder in self.available().items():
+            info = ModelInfo.load(folder)
+            val = info.metrics.get("validation", {})
+            scored.append((val.get("accuracy" if info.task == "single_label" else "macro_f1", 0.0), name))
+        return max(scored)[1] if scored else None
+
+    def get(self, name: str | None, *, eager: bool = False) -> Any:
+        from textclf.predict import Predictor
+
+        choice = name if name and name != BEST else self.best()
+        models = self.available()
+        if choice is None:
+            raise TextclfError("no trained model yet: run a study in the Study section (the quick demo takes minutes)")
+        if choice not in models:
+            raise TextclfError(f"model {choice!r} is not in {self.root}; pick one from the list")
+        key = f"{choice}|{'eager' if eager else 'default'}|{models[choice].stat().st_mtime}"
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        predictor = Predictor.from_dir(models[choice], attn_implementation="eager" if eager else None)
+        with self._lock:
+            self._cache[key] = predictor
+            while len(self._cache) > self.capacity:
+                self._cache.popitem(last=False)
+        return predictor
+
+
+# ------------------------------------------------------------------------------------------------------ the app
+class Dashboard:
+    """Everything the UI callbacks share."""
+
+    def __init__(self, cfg: DashboardConfig) -> None:
+        self.cfg = cfg
+        self.studies = StudyManager(cfg)
+        self.models = ModelStore(cfg.models_dir)
+
+    # ---------------------------------------------------------------- Data
+    def resolve_data(self, preset: str | None, upload: str | None, hub_id: str | None) -> str:
+        """The data source the user picked: an uploaded file, a hub id, or a preset. Typed paths are not accepted:
+        the web UI must not read arbitrary files on the server."""
+        if upload:
+            size_mb = Path(upload).stat().st_size / 1e6
+            if size_mb > self.cfg.max_upload_mb:
+                raise DataError(f"the upload is {size_mb:.1f} MB, the limit here is {self.cfg.max_upload_mb:g} MB; "
+                                "upload a smaller sample")
+            return upload
+        if hub_id and hub_id.strip():
+            hub = hub_id.strip()
+            if hub.startswith((".", "/", "~")) or "\\" in hub or hub.count("/") > 1 or ".." in hub:
+                raise DataError(f"{hub!r} is not a Hugging Face dataset id (expected 'name' or 'owner/name')")
+            return hub
+        if preset in DATA_CHOICES:
+            return preset
+        raise DataError(f"pick a dataset: one of {', '.join(DATA_CHOICES)}, an uploaded file or a hub id")
+
+    def describe_data(self, source: str) -> tuple[str, list[list[Any]], Any]:
+        """Markdown summary, preview rows and a label-distribution chart of ``source``."""
+        import plotly.graph_objects as go
+
+        from textclf.data import load_data
+
+        data = load_data(source, max_train_samples=self.cfg.max_train_samples)
+        d = data.describe()
+        counts = [0] * data.num_labels
+        for lab in data.train.labels:
+            for i in (lab if isinstance(lab, list) else [lab]):
+                counts[i] += 1
+        name = Path(source).name if os.sep in source else source
+        lines = [f"**{name}** — {'multi-label' if data.task == 'multi_label' else 'single-label'}, "
+                 f"{data.num_labels} labels; text column `{d['text_column']}`, label column `{d['label_column']}`",
+                 f"train {d['sizes']['train']} · validation {d['sizes']['validation']}"
+                 f"{' (carved from train)' if d['validation_from_train'] else ''} · test {d['sizes']['test']}"]
+        lines += [f"- {n}" for n in data.notes]
+        rows = [[t, ", ".join(data.label_names[i] for i in (lab if isinstance(lab, list) else [lab]))]
+                for t, lab in zip(data.train.texts[:20], data.train.labels[:20], strict=False)]
+        fig = go.Figure(go.Bar(x=data.label_names, y=counts, marker_color="#4C78A8"))
+        fig.update_layout(title={"text": "Label distribution (train)", "x": 0.01}, height=340, template="plotly_white",
+                          margin={"l": 50, "r": 20, "t": 50, "b": 80})
+        return "\n".join(lines), rows, fig
+
+    # ---------------------------------------------------------------- Study
+    def backbone_table(self, names: list[str] | None = None) -> list[list[str]]:
+        from textclf.backbones import availability, resolve_backbone
+
+        names = names or ALL_BACKBONES
+        status = availability(names)
+        rows = []
+        for n in names:
+            reason = status[n]
+            rows.append([n, resolve_backbone(n).description if reason is None or "unknown" not in reason else "",
+                         "available" if reason is None else f"unavailable: {reason}"])
+        return rows
+
+    def start_study(self, study: str, source: str, backbones: list[str], trials: int, timeout_min: float | None,
+                    lr_range: tuple[float, float], ratio_range: tuple[float, float], batch_sizes: list[int],
+                    epochs: tuple[int, int] | int | None, pruner: str, max_train_samples: int | None = None) -> str:
+        from textclf.backbones import check_available, resolve_backbone
+        from textclf.study import SearchSpace, check_study_name
+
+        check_study_name(study)
+        if not backbones:
+            raise ConfigError("choose at least one backbone")
+        for name in backbones:
+            check_available(resolve_backbone(name))
+        trials = int(trials)
+        if trials < 1 or trials > self.cfg.max_trials:
+            raise ConfigError(f"trials must be between 1 and {self.cfg.max_trials} here, got {trials}")
+        if not batch_sizes:
+            raise ConfigError("choose at least one batch size")
+        space = SearchSpace(lr=lr_range, head_lr_ratio=ratio_range, batch_sizes=tuple(int(b) for b in batch_sizes))
+        cap = self.cfg.max_train_samples
+        n_train = min(v for v in (max_train_samples, cap) if v) if (max_train_samples or cap) else None
+        args = ["--data", source, "--backbones", ",".join(backbones), "--trials", str(trials), "--pruner", pruner,
+                "--lr-range", str(space.lr[0]), str(space.lr[1]),
+                "--ratio-range", str(space.head_lr_ratio[0]), str(space.head_lr_ratio[1]),
+                "--batch-sizes", ",".join(str(b) for b in space.batch_sizes)]
+        if isinstance(epochs, int):
+            args += ["--epochs", str(epochs)]
+        if timeout_min:
+            args += ["--timeout", str(float(timeout_min) * 60)]
+        if n_train:
+            args += ["--max-train-samples", str(int(n_train))]
+        self.studies.start(study, args)
+        return f"Study **{study}** started: {trials} trial(s) over {', '.join(backbones)}."
+
+    def list_studies(self) -> list[str]:
+        from textclf.study import list_studies
+
+        return list_studies(self.cfg.storage_url)
+
+    def study_status(self, study: str | None) -> tuple[list[list[Any]], str]:
+        """The live trial table and a progress line for ``study``."""
+        from textclf.charts import study_data
+        from textclf.study import load_study
+
+        if not study:
+            return [], "No study selected."
+        data = study_data(load_study(study, self.cfg.storage_url))
+        rows = []
+        for t in data.trials:
+            p = t.params
+            state = t.state.lower() + (f" ({(t.progress or 0):.0%})" if t.state == "RUNNING" else "")
+            rows.append([t.number, t.backbone, f"{p.get('lr', 0):.2e}", f"{p.get('head_lr_ratio', 0):.1f}",
+                         p.get("batch_size", ""), p.get("epochs", ""), state,
+                         "" if t.value is None else round(t.value, 4),
+                         "" if t.duration_s is None else round(t.duration_s, 1)])
+        worker = self.studies.worker(study)
+        running = worker is not None and worker.running
+        finished = len(data.finished)
+        line = f"**{study}** — {finished} finished, {sum(t.state == 'FAIL' for t in data.trials)} failed"
+        if data.baseline is not None:
+            line += f"; TF-IDF + LR baseline {data.baseline:.4f} ({data.metric}, validation)"
+        current = next((t for t in data.trials if t.state == "RUNNING"), None)
+        if current is not None:
+            line += f"\n\nRunning trial {current.number} ({current.backbone}): {(current.progress or 0):.0%}"
+        if worker is not None and not running and worker.process.returncode not in (0, None):
+            tail = worker.tail(2).splitlines()
+            line += f"\n\nWorker stopped (exit {worker.process.returncode}): {tail[-1] if tail else ''}"
+        elif running:
+            line += " — running"
+        return rows, line
+
+    # ---------------------------------------------------------------- Predict
+    def predict(self, text: str, model: str | None) -> tuple[dict[str, float], str]:
+        predictor = self.models.get(model)
+        start = time.perf_counter()
+        [pred] = predictor.predict(text)
+        ms = 1000 * (time.perf_counter() - start)
+        labels = ", ".join(pred.labels) or "(none above the threshold)"
+        return pred.probabilities, f"{labels} · {ms:.1f} ms"
+
+    def predict_file(self, upload: str, model: str | None) -> str:
+        """Classify every text of an uploaded file; returns the path of a CSV with the results."""
+        from textclf.data import read_texts
+
+        if not upload:
+            raise DataError("upload a .csv/.tsv/.json/.jsonl/.parquet file with a text column")
+        if Path(upload).stat().st_size / 1e6 > self.cfg.max_upload_mb:
+            raise DataError(f"the upload is larger than {self.cfg.max_upload_mb:g} MB; upload a smaller file")
+        texts = read_texts(upload)
+        predictor = self.models.get(model)
+        keep = [i for i, t in enumerate(texts) if t.strip()]
+        probs = predictor.predict_proba([texts[i] for i in keep])
+        names = predictor.info.label_names
+        out = Path(tempfile.mkdtemp(prefix="textclf-")) / "predictions.csv"
+        with open(out, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["text", "label", *names])
+            by_row = dict(zip(keep, probs, strict=True))
+            for i, text in enumerate(texts):
+                p = by_row.get(i)
+                writer.writerow([text, "" if p is None else names[int(p.argmax())],
+                                 *([""] * len(names) if p is None else [f"{v:.4f}" for v in p])])
+        return str(out)
+
+    # ---------------------------------------------------------------- Attention
+    def attention(self, text: str, models: list[str] | None, layer: int, head: int | None, max_length: int = 128
+                  ) -> tuple[Any, str]:
+        """The heatmap of the first model, and for every chosen model: what the classification token attends to,
+        the rollout, and gradient × input saliency, side by side."""
+        from textclf.attention import attention_view, heatmap, rollout, saliency, special_positions, text_html
+
+        chosen = [m for m in (models or []) if m] or [self.models.best() or BEST]
+        fig, blocks = None, []
+        for name in chosen[:4]:
+            predictor = self.models.get(name, eager=True)
+            info = predictor.info
+            view = attention_view(predictor.model, predictor.tokenizer, text, info.label_names,
+                                  multi_label=info.task == "multi_label", max_length=max_length)
+            lay = min(max(int(layer), 0), view.n_layers - 1)
+            hd = None if head is None or int(head) < 0 else min(int(head), view.n_heads - 1)
+            if fig is None:
+                fig = heatmap(view, lay, hd)
+            skip = special_positions(predictor.tokenizer, view.tokens)
+            summary = view.summary_index
+            att = view.attentions[lay].mean(0) if hd is None else view.attentions[lay, hd]
+            target = info.label_names.index(view.label)
+            sal = saliency(predictor.model, predictor.tokenizer, text, target, max_length=max_length)
+            title = f"{name} → {view.label} ({view.probabilities[view.label]:.2f})"
+            note = (f"<div style='color:#b45309'>Truncated: showing {len(view.tokens)} of {view.n_tokens} tokens."
+                    "</div>") if view.truncated else ""
+            pos = "last" if summary == len(view.tokens) - 1 else "first"
+            blocks.append("<div class='textclf-model' style='flex:1; min-width:280px; padding:8px; "
+                          "border:1px solid #ddd; border-radius:8px'>"
+                          f"<div style='font-weight:700; margin-bottom:6px'>{html.escape(title)}</div>"
+                          + note
+                          + text_html(view.tokens, att[summary], title=f"classification token ({pos}) attends to, "
+                                      f"layer {lay}", skip=skip)
+                          + text_html(view.tokens, rollout(view.attentions)[summary], title="attention rollout",
+                                      color="245,133,24", skip=skip)
+                          + text_html(view.tokens, sal, title="gradient × input saliency", color="84,162,75", skip=skip)
+                          + "</div>")
+        return fig, "<div style='display:flex; gap:12px; flex-wrap:wrap'>" + "".join(blocks) + "</div>"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -75,7 +76,7 @@ def build_demo(storage: str | None = None, studies_dir: str | None = None, publi
                     backbones = gr.CheckboxGroup(ALL_BACKBONES, value=["minilm", "scratch:minilm"], label="Backbones")
                 with gr.Row():
                     trials = gr.Slider(1, cfg.max_trials, value=min(6, cfg.max_trials), step=1, label="Trials to add")
-                    timeout = gr.Number(value=None, label="Time budget (minutes, optional)")
+                    timeout = gr.Number(value=0, label="Time budget (minutes, 0 = none)")
                     pruner = gr.Dropdown(["median", "sha", "hyperband", "none"], value="median", label="Pruner")
                 with gr.Accordion("Search space", open=False):
                     with gr.Row():
@@ -127,8 +128,8 @@ def build_demo(storage: str | None = None, studies_dir: str | None = None, publi
                     pred_model = gr.Dropdown([BEST], value=BEST, label="Model")
                 pred_btn = gr.Button("Predict", variant="primary")
                 with gr.Row():
-                    pred_label = gr.Label(label="Probabilities", num_top_classes=10)
-                    pred_info = gr.Markdown()
+                    pred_label = gr.Label(label="Probabilities", num_top_classes=10, elem_id="pred-label")
+                    pred_info = gr.Markdown(elem_id="pred-info")
                 with gr.Row():
                     batch_file = gr.File(label="Batch: a file with a text column", type="filepath",
                                          file_types=[".csv", ".tsv", ".json", ".jsonl", ".parquet"])
@@ -248,8 +249,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--storage", default=None, help="Optuna storage URL (default $TEXTCLF_STORAGE or studies/textclf.db)")
     parser.add_argument("--studies-dir", default=None, help="folder of the default storage and kept models (studies/)")
     parser.add_argument("--public", action="store_true", default=None, help="cap trials, rows, uploads and studies")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=7860)
+    # Hugging Face Spaces sets GRADIO_SERVER_NAME/PORT; locally the app listens on loopback only.
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     args = parser.parse_args(argv)
     demo = build_demo(args.storage, args.studies_dir, args.public)
     demo.launch(server_name=args.host, server_port=args.port, theme=gr.themes.Soft(), css=CSS,

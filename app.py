@@ -89,7 +89,8 @@ def build_demo(storage: str | None = None, studies_dir: str | None = None, publi
                         epochs = gr.Slider(0, 8, value=0, step=1, label="Epochs (0 = search 2-5)")
                 with gr.Row():
                     quick_btn = gr.Button("Quick demo", variant="secondary")
-                    start_btn = gr.Button("Start / resume", variant="primary")
+                    start_btn = gr.Button("Start", variant="primary")
+                    resume_btn = gr.Button("Resume selected")
                     stop_btn = gr.Button("Stop", variant="stop")
                 with gr.Row():
                     existing = gr.Dropdown([], label="Open a study in the storage", allow_custom_value=False)
@@ -185,6 +186,12 @@ def build_demo(storage: str | None = None, studies_dir: str | None = None, publi
                     if dash.studies.stop(target) else f"**{target or 'nothing'}** is not running here.")
 
         stop_btn.click(stop, existing, study_msg, api_visibility="private")
+
+        @guarded
+        def resume(name: str | None, n: float, tmo: float | None) -> str:
+            return dash.resume_study(name, int(n), tmo)
+
+        resume_btn.click(resume, [existing, trials, timeout], study_msg, api_visibility="private")
         refresh_btn.click(lambda s: studies_update(s), existing, existing, api_visibility="private")
 
         @guarded

@@ -123,6 +123,13 @@ def test_worker_process_runs_a_study_and_stop_keeps_finished_trials(trained: Das
     assert states.count("COMPLETE") >= 2 and "RUNNING" not in states  # the interrupted trial ended, none lost
     assert "interrupted" in worker.tail(3)
 
+    # Resume the stopped study from the UI: one more trial, same data and search space.
+    before = len(load_study("bg", trained.cfg.storage_url).trials)
+    assert "resumed" in trained.resume_study("bg", 1)
+    wait_for(lambda: not trained.studies.worker("bg").running, timeout=120)
+    trials = load_study("bg", trained.cfg.storage_url).trials
+    assert len(trials) == before + 1 and trials[-1].state.name == "COMPLETE"
+
 
 def test_launched_app_serves_the_predict_api(trained: Dashboard) -> None:
     from gradio_client import Client

@@ -126,3 +126,18 @@ def test_minilm_smoke(studies: Path) -> None:
                                     max_train_samples=48), progress=False, log=quiet)
     assert summary["n_trials"] == 1 and summary["best"]["backbone"] == "minilm"
     assert summary["trials"][0]["n_params"] > 20_000_000
+
+
+def test_bare_resume_keeps_the_studys_subsample_and_space(tiny_models: dict, studies: Path) -> None:
+    first = StudyConfig(study="r3", data="demo", backbones=["tiny-bert"], trials=1, epochs=1, max_train_samples=60,
+                        space=SearchSpace(lr=(5e-4, 3e-3), batch_sizes=(16,)))
+    run_study(first, progress=False, log=quiet)
+    lines: list[str] = []
+    summary = run_study(StudyConfig(study="r3", data="demo", trials=1), progress=False, log=lines.append)
+    assert summary["n_trials"] == 2
+    assert any("stratified subsample of 60" in line for line in lines)
+    resumed = load_study("r3").trials[1].params
+    assert resumed["batch_size"] == 16 and 5e-4 <= resumed["lr"] <= 3e-3 and "epochs" not in resumed
+    with pytest.raises(ConfigError, match="space="):
+        run_study(StudyConfig(study="r3", data="demo", trials=1, space=SearchSpace(batch_sizes=(8,))), progress=False,
+                  log=quiet)

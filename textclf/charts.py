@@ -253,21 +253,28 @@ def optimization_history(data: StudyData) -> Any:
     return _layout(fig, title, xaxis_title="trial", yaxis_title=data.metric)
 
 
-def confusion_matrix(data: StudyData, backbone: str) -> Any:
-    """Confusion matrix (single-label) of the backbone's best model on validation."""
-    title = f"Confusion matrix — best {backbone} (validation)"
-    best = data.best_per_backbone().get(backbone)
-    if best is None or not best.report or "confusion_matrix" not in best.report:
-        msg = "Multi-label studies have no confusion matrix; see per-class F1." if data.task == "multi_label" else \
-            f"No completed {backbone} trial yet."
+def confusion_matrices(data: StudyData) -> Any:
+    """Confusion matrix (single-label) of each backbone's best model on validation, side by side."""
+    title = "Confusion matrix of each backbone's best model (validation)"
+    best = {b: t for b, t in data.best_per_backbone().items() if t.report and "confusion_matrix" in t.report}
+    if not best:
+        msg = ("Multi-label studies have no confusion matrix; see per-class F1." if data.task == "multi_label"
+               else "No completed trial yet.")
         return empty_figure(title, msg)
+    from plotly.subplots import make_subplots
+
     go = _go()
-    names = data.label_names or [str(i) for i in range(len(best.report["confusion_matrix"]))]
-    z = best.report["confusion_matrix"]
-    fig = go.Figure(go.Heatmap(z=z, x=names, y=names, colorscale="Blues", text=z, texttemplate="%{text}",
-                               hovertemplate="true %{y}<br>predicted %{x}: %{z}<extra></extra>"))
-    fig.update_yaxes(autorange="reversed", title="true")
-    fig.update_xaxes(title="predicted")
+    fig = make_subplots(rows=1, cols=len(best), subplot_titles=list(best), horizontal_spacing=0.08)
+    for col, (backbone, t) in enumerate(best.items(), start=1):
+        z = t.report["confusion_matrix"] if t.report else []
+        names = data.label_names or [str(i) for i in range(len(z))]
+        fig.add_trace(go.Heatmap(z=z, x=names, y=names, colorscale="Blues", text=z, texttemplate="%{text}",
+                                 showscale=False, name=backbone,
+                                 hovertemplate=f"{backbone}<br>true %{{y}}<br>predicted %{{x}}: %{{z}}<extra></extra>"),
+                      row=1, col=col)
+        fig.update_yaxes(autorange="reversed", row=1, col=col)
+        fig.update_xaxes(title_text="predicted", row=1, col=col)
+    fig.update_yaxes(title_text="true", row=1, col=1)
     return _layout(fig, title)
 
 
@@ -328,6 +335,5 @@ def all_charts(study: Any) -> dict[str, Any]:
         "score_vs_time": score_vs_time(data),
         "per_class_f1": per_class_f1(data),
     }
-    best = data.best_per_backbone()
-    charts["confusion"] = confusion_matrix(data, next(iter(best)) if best else (data.backbones() or ["-"])[0])
+    charts["confusion"] = confusion_matrices(data)
     return charts

@@ -105,7 +105,7 @@ def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = StudyConfig(study=args.study, data=opts["data"], backbones=opts.get("backbones"), trials=opts["trials"],
                       timeout=opts.get("timeout"), storage=opts.get("storage"),
                       max_train_samples=opts.get("max_train_samples"), epochs=opts.get("epochs"), metric=opts.get("metric"),
-                      seed=opts["seed"], pruner=opts["pruner"], space=SearchSpace(**space_kwargs),
+                      seed=opts["seed"], pruner=opts["pruner"], space=SearchSpace(**space_kwargs) if space_kwargs else None,
                       max_length=opts["max_length"], evals_per_epoch=opts["evals_per_epoch"],
                       text_column=opts.get("text_column"), label_column=opts.get("label_column"), task=opts.get("task"),
                       dropout=opts.get("dropout"), early_stopping_patience=opts.get("early_stopping_patience"))

@@ -294,6 +294,24 @@ class Dashboard:
         self.studies.start(study, args)
         return f"Study **{study}** started: {trials} trial(s) over {', '.join(backbones)}."
 
+    def resume_study(self, study: str | None, trials: int, timeout_min: float | None = None) -> str:
+        """Add ``trials`` to an existing study with its stored data, backbones and search space."""
+        from textclf.study import ATTR, load_study
+
+        if not study:
+            raise ConfigError("open a study first (the list under 'Open a study in the storage')")
+        attrs = load_study(study, self.cfg.storage_url).user_attrs.get(ATTR, {})
+        if not attrs.get("data"):
+            raise ConfigError(f"study {study!r} was not made by textclf (no data recorded); start a new study instead")
+        trials = int(trials)
+        if trials < 1 or trials > self.cfg.max_trials:
+            raise ConfigError(f"trials must be between 1 and {self.cfg.max_trials} here, got {trials}")
+        args = ["--data", attrs["data"], "--trials", str(trials)]
+        if timeout_min:
+            args += ["--timeout", str(float(timeout_min) * 60)]
+        self.studies.start(study, args)
+        return f"Study **{study}** resumed: {trials} more trial(s) over {', '.join(attrs.get('backbones', []))}."
+
     def list_studies(self) -> list[str]:
         from textclf.study import list_studies
 

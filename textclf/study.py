@@ -13,7 +13,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,7 @@ class StudyConfig:
     metric: str | None = None
     seed: int = 42
     pruner: str = "median"
-    space: SearchSpace = field(default_factory=SearchSpace)
+    space: SearchSpace | None = None  # None: the stored study's space when resuming, else the defaults
     max_length: int = 128
     evals_per_epoch: int = 1
     layer_decay: float = 1.0
@@ -370,8 +370,11 @@ def _setup_attrs(study: Any, cfg: StudyConfig, backbones: list[str], metric: str
 def _check_resume(stored: dict[str, Any], cfg: StudyConfig, backbones: list[str] | None, metric: str | None) -> None:
     """A resumed study must keep its data, backbones and metric, or its trials stop being comparable."""
     wanted = {"data": cfg.data, "max_train_samples": cfg.max_train_samples, "seed": cfg.seed,
-              "backbones": backbones, "metric": metric, "epochs": cfg.epochs}
+              "backbones": backbones, "metric": metric, "epochs": cfg.epochs,
+              "space": asdict(cfg.space) if cfg.space is not None else None}
     for key, value in wanted.items():
+        if key == "space" and value is not None and key in stored:
+            value = {k: list(v) if isinstance(v, tuple) else v for k, v in value.items()}
         if value is not None and key in stored and stored[key] != value:
             raise ConfigError(f"study {cfg.study!r} was created with {key}={stored[key]!r} but this run asks for "
                               f"{key}={value!r}; rerun with the study's settings or use a new --study name")
@@ -391,7 +394,13 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
     stored = dict(existing[cfg.study].user_attrs.get(ATTR, {})) if cfg.study in existing else {}
     if stored:
         _check_resume(stored, cfg, cfg.backbones, cfg.metric)
-        cfg.epochs = stored.get("epochs") if cfg.epochs is None else cfg.epochs
+        # Settings not given again are the study's own, so a bare resume samples the same data and space.
+        for key in ("epochs", "max_train_samples", "text_column", "label_column", "task"):
+            if getattr(cfg, key) is None:
+                setattr(cfg, key, stored.get(key))
+        if cfg.space is None and stored.get("space"):
+            cfg.space = SearchSpace(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored["space"].items()})
+    cfg.space = cfg.space or SearchSpace()
     backbones = cfg.backbones or stored.get("backbones") or ["minilm"]
     for name in backbones:  # fail before any data is tokenised or any trial starts
         check_available(resolve_backbone(name))

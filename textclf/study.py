@@ -7,6 +7,7 @@ compares them all; then seeded TPE explores and a pruner stops hopeless trials f
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import re
@@ -272,6 +273,7 @@ class _Runner:
         self.cfg, self.data, self.backbones, self.metric = cfg, data, backbones, metric
         self.models_dir, self.progress, self.log = models_dir, progress, log
         self._encoded: dict[str, tuple[Any, Encoded, Encoded]] = {}
+        self._pristine: dict[str, Any] = {}
 
     def encoded(self, backbone: str) -> tuple[Any, Encoded, Encoded]:
         # Tokenise each split once per tokenizer and share it across trials: scratch:X reuses X's tokens.
@@ -284,6 +286,17 @@ class _Runner:
                                   encode(tok, self.data.validation.texts, self.data.validation.labels, max_len))
         return self._encoded[key]
 
+    def fresh_model(self, backbone: str, pad_token_id: int | None) -> Any:
+        """A new model for a trial: a copy of one loaded (and seeded) once per run. Every trial would load the same
+        weights and the same seeded head from disk; copying in memory saves that each time."""
+        if backbone not in self._pristine:
+            data = self.data
+            self._pristine[backbone] = load_model(
+                resolve_backbone(backbone), num_labels=data.num_labels, multi_label=data.task == "multi_label",
+                id2label=dict(enumerate(data.label_names)), pad_token_id=pad_token_id, seed=self.cfg.seed,
+                dropout=self.cfg.dropout)
+        return copy.deepcopy(self._pristine[backbone])
+
     def objective(self, trial: Any) -> float:
         import optuna
 
@@ -292,9 +305,7 @@ class _Runner:
         spec = resolve_backbone(params["backbone"])
         tok, train_enc, val_enc = self.encoded(params["backbone"])
         data = self.data
-        model = load_model(spec, num_labels=data.num_labels, multi_label=data.task == "multi_label",
-                           id2label=dict(enumerate(data.label_names)), pad_token_id=tok.pad_token_id, seed=self.cfg.seed,
-                           dropout=self.cfg.dropout)
+        model = self.fresh_model(params["backbone"], tok.pad_token_id)
         cfg = TrainConfig(lr=params["lr"], head_lr_ratio=params["head_lr_ratio"], batch_size=params["batch_size"],
                           epochs=params["epochs"], weight_decay=params["weight_decay"],
                           warmup_fraction=params["warmup_fraction"], layer_decay=self.cfg.layer_decay,

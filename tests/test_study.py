@@ -141,3 +141,17 @@ def test_bare_resume_keeps_the_studys_subsample_and_space(tiny_models: dict, stu
     with pytest.raises(ConfigError, match="space="):
         run_study(StudyConfig(study="r3", data="demo", trials=1, space=SearchSpace(batch_sizes=(8,))), progress=False,
                   log=quiet)
+
+
+def test_bf16_fast_path_keeps_the_fp32_decisions(tiny_models: dict, studies: Path) -> None:
+    from textclf.data import load_data
+    from textclf.export import copy_model
+    from textclf.predict import Predictor
+
+    run_study(StudyConfig(study="p1", data="demo", backbones=["tiny-bert"], trials=1, **FAST), progress=False, log=quiet)
+    out = copy_model(best_model_dir(load_study("p1")), studies / "p1")
+    texts = load_data("demo").validation.texts
+    exact = Predictor.from_dir(out, precision="fp32")
+    fast = Predictor.from_dir(out, precision="bf16")
+    assert exact.fast is None and fast.fast is not None
+    assert [p.label for p in fast.predict(texts)] == [p.label for p in exact.predict(texts)]

@@ -24,15 +24,34 @@ class Prediction:
         return {"text": self.text, "label": self.label, "labels": self.labels, "probabilities": self.probabilities}
 
 
-class Predictor:
-    """Loads a folder written by :func:`textclf.export.save_model` and classifies texts."""
+# A bf16 answer whose top two probabilities (or a probability and the multi-label threshold) are closer than this
+# is recomputed in fp32, so the fast path never changes a decision that bf16 rounding could flip.
+CLOSE_CALL = 0.05
 
-    def __init__(self, model: Any, tokenizer: Any, info: ModelInfo, max_length: int = 512) -> None:
+
+class Predictor:
+    """Loads a folder written by :func:`textclf.export.save_model` and classifies texts.
+
+    With ``precision="auto"`` on a CPU with native bf16, predictions run on a bf16 copy of the model (about 2x
+    faster at batch 1) and any close call is recomputed in fp32: the decisions are the fp32 model's."""
+
+    def __init__(self, model: Any, tokenizer: Any, info: ModelInfo, max_length: int = 512,
+                 precision: str = "auto") -> None:
+        from textclf.train import bf16_supported
+
         self.model, self.tokenizer, self.info = model, tokenizer, info
         self.max_length = min(max_length, int(getattr(tokenizer, "model_max_length", max_length) or max_length))
+        self.fast = None
+        on_cpu = next(model.parameters()).device.type == "cpu"
+        if precision == "bf16" or (precision == "auto" and on_cpu and bf16_supported("cpu")):
+            import copy
+
+            import torch
+
+            self.fast = copy.deepcopy(model).to(torch.bfloat16).eval()
 
     @classmethod
-    def from_dir(cls, folder: str | Path, *, attn_implementation: str | None = None) -> Predictor:
+    def from_dir(cls, folder: str | Path, *, attn_implementation: str | None = None, precision: str = "auto") -> Predictor:
         from textclf.backbones import _quiet_transformers
 
         transformers = _quiet_transformers()
@@ -45,7 +64,7 @@ class Predictor:
         model = transformers.AutoModelForSequenceClassification.from_pretrained(
             folder, trust_remote_code=False, use_safetensors=True, **kwargs)
         model.eval()
-        return cls(model, tok, info)
+        return cls(model, tok, info, precision=precision)
 
     def predict_proba(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         import torch
@@ -55,8 +74,22 @@ class Predictor:
             for start in range(0, len(texts), batch_size):
                 batch = self.tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
                                        max_length=self.max_length, return_tensors="pt")
-                probs.append(softmax_or_sigmoid(self.model(**batch).logits.float().numpy(), self.info.task))
+                p = softmax_or_sigmoid((self.fast or self.model)(**batch).logits.float().numpy(), self.info.task)
+                close = self._close_calls(p) if self.fast is not None else []
+                if len(close):
+                    exact = self.model(**{k: v[close] for k, v in batch.items()}).logits.float().numpy()
+                    p[close] = softmax_or_sigmoid(exact, self.info.task)
+                probs.append(p)
         return np.concatenate(probs) if probs else np.zeros((0, len(self.info.label_names)))
+
+    def _close_calls(self, p: np.ndarray) -> np.ndarray:
+        if self.info.task == "multi_label":
+            t = self.info.threshold if self.info.threshold is not None else 0.5
+            return np.flatnonzero((np.abs(p - t) < CLOSE_CALL).any(axis=1))
+        if p.shape[1] < 2:
+            return np.zeros(0, dtype=int)
+        top2 = np.sort(p, axis=1)[:, -2:]
+        return np.flatnonzero(top2[:, 1] - top2[:, 0] < CLOSE_CALL)
 
     def predict(self, texts: str | list[str]) -> list[Prediction]:
         if isinstance(texts, str):

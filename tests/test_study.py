@@ -155,3 +155,22 @@ def test_bf16_fast_path_keeps_the_fp32_decisions(tiny_models: dict, studies: Pat
     fast = Predictor.from_dir(out, precision="bf16")
     assert exact.fast is None and fast.fast is not None
     assert [p.label for p in fast.predict(texts)] == [p.label for p in exact.predict(texts)]
+
+
+def test_test_split_is_scored_once_for_the_chosen_model(tiny_models: dict, studies: Path, monkeypatch) -> None:
+    cfg = dict(study="t1", data="demo", backbones=["tiny-bert"], trials=1, **FAST)
+    summary = run_study(StudyConfig(**cfg), progress=False, log=quiet)
+    test = summary["test"]
+    assert test["split"] == "test" and test["n"] == 60 and test["trial"] == summary["best"]["trial"]
+    assert 0 <= test["value"] <= 1 and summary["baseline_test"] is not None
+    # While the chosen model stays the same, the test split is not scored again.
+    import textclf.predict as predict_mod
+
+    calls: list[int] = []
+    monkeypatch.setattr(predict_mod.Predictor, "predict_proba", lambda self, texts, **kw: calls.append(len(texts)))
+    from textclf.data import load_data
+    from textclf.study import score_test
+
+    study = load_study("t1")
+    assert score_test(study, load_data("demo"), "accuracy", quiet) == test
+    assert calls == []

@@ -12,7 +12,8 @@ from textclf.metrics import compute_metrics, label_matrix
 
 
 def tfidf_baseline(data: TextData, metric: str, seed: int = 42) -> dict[str, Any]:
-    """Fit on train, score on validation; multi-label uses one-vs-rest with a threshold chosen on validation."""
+    """Fit on train, score on validation (and on test, if there is one: nothing is selected on it); multi-label uses
+    one-vs-rest with a threshold chosen on validation."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
@@ -20,22 +21,33 @@ def tfidf_baseline(data: TextData, metric: str, seed: int = 42) -> dict[str, Any
     start = time.perf_counter()
     vec = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True, max_features=200_000)
     x_train = vec.fit_transform(data.train.texts)
-    x_val = vec.transform(data.validation.texts)
     lr = LogisticRegression(C=10.0, max_iter=2000, random_state=seed)
     if data.task == "single_label":
         clf = lr.fit(x_train, data.train.labels)
-        # Classes absent from a small train split still need a column, so probabilities are laid out by class id.
-        probs_raw = clf.predict_proba(x_val)
-        probs = np.zeros((x_val.shape[0], data.num_labels))
-        probs[:, clf.classes_] = probs_raw
+
+        def proba(texts: list[str]) -> np.ndarray:
+            # Classes absent from a small train split still need a column: probabilities are laid out by class id.
+            out = np.zeros((len(texts), data.num_labels))
+            out[:, clf.classes_] = clf.predict_proba(vec.transform(texts))
+            return out
     else:
         y = label_matrix(data.train.labels, data.num_labels)
         keep = y.sum(axis=0) > 0  # a label that never occurs in train cannot be fitted: it stays at probability 0
-        probs = np.zeros((x_val.shape[0], data.num_labels))
-        if keep.sum() == 1:
-            probs[:, keep] = lr.fit(x_train, y[:, keep].ravel()).predict_proba(x_val)[:, 1:2]
-        else:
-            probs[:, keep] = OneVsRestClassifier(lr).fit(x_train, y[:, keep]).predict_proba(x_val)
-    metrics = compute_metrics(data.task, data.validation.labels, probs, metric=metric)
-    return {"model": "tfidf+logreg", "split": "validation", "metric": metric, "value": metrics[metric],
-            "metrics": metrics, "time_s": time.perf_counter() - start}
+        model = (lr.fit(x_train, y[:, keep].ravel()) if keep.sum() == 1
+                 else OneVsRestClassifier(lr).fit(x_train, y[:, keep]))
+
+        def proba(texts: list[str]) -> np.ndarray:
+            out = np.zeros((len(texts), data.num_labels))
+            p = model.predict_proba(vec.transform(texts))
+            out[:, keep] = p[:, 1:2] if keep.sum() == 1 else p
+            return out
+
+    metrics = compute_metrics(data.task, data.validation.labels, proba(data.validation.texts), metric=metric)
+    result: dict[str, Any] = {"model": "tfidf+logreg", "split": "validation", "metric": metric,
+                              "value": metrics[metric], "metrics": metrics}
+    if data.test is not None:
+        test = compute_metrics(data.task, data.test.labels, proba(data.test.texts), threshold=metrics.get("threshold"),
+                               metric=metric)
+        result["test_value"], result["test_metrics"] = test[metric], test
+    result["time_s"] = time.perf_counter() - start
+    return result

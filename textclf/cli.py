@@ -78,6 +78,11 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print(f"  {'tfidf+logreg baseline':<28} {summary['baseline']:.4f}")
     for backbone, value in summary["per_backbone"].items():
         print(f"  {backbone:<28} {value:.4f}")
+    test = summary.get("test")
+    if test:
+        base = summary.get("baseline_test")
+        print(f"test split (the chosen model, trial {test['trial']} {test['backbone']}, scored once): "
+              f"{metric}={test['value']:.4f}" + (f"; tfidf+logreg on test {base:.4f}" if base is not None else ""))
     best = summary["best"]
     if best:
         params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["params"].items())

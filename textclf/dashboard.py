@@ -160,6 +160,8 @@ class ModelStore:
             return out
         for meta in sorted(self.root.glob("*/*/textclf.json")):
             folder = meta.parent
+            if folder.name.startswith(".") or folder.parent.name.startswith("."):
+                continue  # a model being written (".name.tmp-…") or moved aside
             out[f"{folder.parent.name} / {folder.name}"] = folder
         return out
 

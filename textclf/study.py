@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -165,8 +166,15 @@ def open_storage(url: str | None = None) -> Any:
     import optuna
 
     resolved = resolve_storage(url)
+    # Heartbeats: a worker that dies mid-trial leaves a RUNNING trial; once its heartbeat is older than the grace
+    # period, the next trial started on this storage (by any worker) marks it failed and enqueues a retry.
+    interval = int(os.environ.get("TEXTCLF_HEARTBEAT_S", "30"))
     try:
-        return optuna.storages.RDBStorage(resolved)
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna: stderr stays for our own lines
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                resolved, heartbeat_interval=interval, grace_period=3 * interval,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
     except ModuleNotFoundError as exc:
         raise ConfigError(f"storage {redact(resolved)!r} needs the Python package {exc.name!r}; pip install it") from exc
     except Exception as exc:  # SQLAlchemy raises many types for bad URLs and unreachable servers
@@ -458,7 +466,41 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
 
     study.optimize(runner.objective, n_trials=cfg.trials, timeout=cfg.timeout, catch=(Exception,), callbacks=[report],
                    show_progress_bar=False, gc_after_trial=True)
+    if data.test is not None:
+        score_test(study, data, metric, log)
     return summarize(study, storage_url)
+
+
+def score_test(study: Any, data: TextData, metric: str, log: Callable[[str], None]) -> dict[str, Any] | None:
+    """Score the chosen model (best on validation) on the test split, once: a chosen model already scored is not
+    scored again, and nothing is ever selected on these numbers."""
+    from textclf.metrics import compute_metrics
+    from textclf.predict import Predictor
+
+    summary = summarize(study)
+    if summary["best"] is None or data.test is None:
+        return None
+    attrs = dict(study.user_attrs.get(ATTR, {}))
+    previous = attrs.get("test")
+    if previous and previous.get("trial") == summary["best"]["trial"]:
+        return previous
+    try:
+        folder = best_model_dir(study, summary["best"]["backbone"])
+    except TextclfError as exc:  # kept on another machine: that machine scores it
+        log(f"test split not scored here: {exc}")
+        return None
+    predictor = Predictor.from_dir(folder, precision="fp32")
+    info = predictor.info
+    if info.trial != summary["best"]["trial"]:
+        return None  # the kept folder belongs to another trial (another worker is writing): score it next time
+    metrics = compute_metrics(data.task, data.test.labels, predictor.predict_proba(data.test.texts),
+                              threshold=info.threshold, metric=metric)
+    test = {"trial": info.trial, "backbone": info.backbone, "split": "test", "metric": metric,
+            "value": metrics[metric], "metrics": metrics, "n": len(data.test)}
+    attrs["test"] = test
+    study.set_user_attr(ATTR, attrs)
+    log(f"test split, chosen model (trial {info.trial}, {info.backbone}), scored once: {metric}={metrics[metric]:.4f}")
+    return test
 
 
 # ------------------------------------------------------------------------------------------------------ summary
@@ -491,6 +533,8 @@ def summarize(study: Any, storage_url: str | None = None) -> dict[str, Any]:
             "trial": best.number, "metrics": best.user_attrs.get("metrics", {})},
         "per_backbone": dict(sorted(per_backbone.items(), key=lambda kv: -kv[1])),
         "baseline": baseline["value"] if baseline else None,
+        "test": attrs.get("test"),
+        "baseline_test": baseline.get("test_value") if baseline else None,
         "trials": [{"number": t.number, "state": t.state.name, "value": t.value, "backbone": t.params.get("backbone"),
                     "params": dict(t.params), "train_time_s": t.user_attrs.get("train_time_s"),
                     "latency_ms": t.user_attrs.get("latency_ms"), "n_params": t.user_attrs.get("n_params"),

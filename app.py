@@ -24,7 +24,7 @@ CHARTS = [("score_by_backbone", "Score by backbone"), ("history", "Optimisation 
           ("score_vs_lr", "Score vs encoder LR"), ("score_vs_ratio", "Score vs head/encoder ratio"),
           ("lr_ratio_map", "LR × ratio map"), ("learning_curves", "Learning curves"),
           ("parallel", "Parallel coordinates"), ("importances", "Importances"), ("score_vs_time", "Score vs time"),
-          ("confusion", "Confusion matrix"), ("per_class_f1", "Per-class F1")]
+          ("confusion", "Confusion matrix"), ("per_class_f1", "Per-class F1"), ("seed_variance", "Seed variance")]
 CSS = """
 .textclf-header h1 { margin-bottom: 0 }
 .textclf-attn { margin: 6px 0 10px }
@@ -87,6 +87,7 @@ def build_demo(storage: str | None = None, studies_dir: str | None = None, publi
                     with gr.Row():
                         batch_sizes = gr.CheckboxGroup([8, 16, 32, 64], value=[16, 32], label="Batch sizes")
                         epochs = gr.Slider(0, 8, value=0, step=1, label="Epochs (0 = search 2-5)")
+                        seeds = gr.Slider(0, 5, value=0, step=1, label="Seeds: re-run each backbone's best config k times")
                 with gr.Row():
                     quick_btn = gr.Button("Quick demo", variant="secondary")
                     start_btn = gr.Button("Start", variant="primary")
@@ -161,13 +162,13 @@ def build_demo(storage: str | None = None, studies_dir: str | None = None, publi
 
         @guarded
         def start(name: str, src: str, bbs: list[str], n: float, tmo: float | None, pr: str, lo: float, hi: float,
-                  rlo: float, rhi: float, bs: list[int], ep: float) -> tuple[str, Any]:
+                  rlo: float, rhi: float, bs: list[int], ep: float, k: float) -> tuple[str, Any]:
             msg = dash.start_study(name.strip(), src, bbs, int(n), tmo, (float(lo), float(hi)), (float(rlo), float(rhi)),
-                                   list(bs), None if not ep else int(ep), pr)
+                                   list(bs), None if not ep else int(ep), pr, seeds=int(k))
             return msg, gr.Dropdown(choices=sorted({*dash.list_studies(), name.strip()}), value=name.strip())
 
         start_inputs = [study_name, source, backbones, trials, timeout, pruner, lr_lo, lr_hi, ratio_lo, ratio_hi,
-                        batch_sizes, epochs]
+                        batch_sizes, epochs, seeds]
         start_btn.click(start, start_inputs, [study_msg, existing], api_visibility="private")
 
         @guarded

@@ -45,33 +45,53 @@ def in_process(model_dir: str) -> list[str]:
 
 
 def over_http(studies_dir: str, clients: int = 8, per_client: int = 25) -> str:
+    """The app in its own process (as deployed), clients in this one."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    from _common import ROOT
     from gradio_client import Client
 
-    from app import build_demo
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TEXTCLF_STUDIES_DIR": studies_dir}
+    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(url, timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        texts = ["a gripping , funny and moving film", "dull and far too long", "i did not care for any of it"]
+        times: list[float] = []
+        lock = threading.Lock()
 
-    demo = build_demo(studies_dir=studies_dir)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)
-    texts = ["a gripping , funny and moving film", "dull and far too long", "i did not care for any of it"]
-    times: list[float] = []
-    lock = threading.Lock()
+        def client_loop(k: int) -> None:
+            c = Client(url, verbose=False)
+            c.predict(texts[0], api_name="/predict")  # warm: loads the model once
+            for i in range(per_client):
+                start = time.perf_counter()
+                c.predict(texts[(i + k) % len(texts)], api_name="/predict")
+                with lock:
+                    times.append(1000 * (time.perf_counter() - start))
 
-    def client_loop(k: int) -> None:
-        c = Client(url, verbose=False)
-        c.predict(texts[0], api_name="/predict")
-        for i in range(per_client):
-            start = time.perf_counter()
-            c.predict(texts[(i + k) % len(texts)], api_name="/predict")
-            with lock:
-                times.append(1000 * (time.perf_counter() - start))
-
-    threads = [threading.Thread(target=client_loop, args=(k,)) for k in range(clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - start
-    demo.close()
+        threads = [threading.Thread(target=client_loop, args=(k,)) for k in range(clients)]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - start
+    finally:
+        server.terminate()
+        server.wait(20)
     return (f"HTTP API, {clients} concurrent clients x {per_client}: p50 {statistics.median(times):.1f} ms, "
             f"p95 {percentile(times, 95):.1f} ms, {len(times) / wall:.1f} requests/s")
 

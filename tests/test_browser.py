@@ -83,7 +83,7 @@ def test_quick_demo_compare_attention_predict_in_a_real_browser(app_url: str) ->
 
         page.get_by_role("tab", name="Compare").click()
         expect(page.locator(".js-plotly-plot:visible").first).to_be_visible(timeout=60_000)
-        expect(page.locator(".js-plotly-plot:visible")).to_have_count(11, timeout=60_000)
+        expect(page.locator(".js-plotly-plot:visible")).to_have_count(12, timeout=60_000)
         expect(page.get_by_text("Validation accuracy by backbone")).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=False)
 

@@ -174,3 +174,44 @@ def test_test_split_is_scored_once_for_the_chosen_model(tiny_models: dict, studi
     study = load_study("t1")
     assert score_test(study, load_data("demo"), "accuracy", quiet) == test
     assert calls == []
+
+
+def test_seed_reruns_give_mean_and_spread_without_changing_selection(tiny_models: dict, studies: Path) -> None:
+    from textclf import charts
+
+    cfg = StudyConfig(study="sd", data="demo", backbones=["tiny-bert", "tiny-roberta"], trials=2, seeds=2, **FAST)
+    summary = run_study(cfg, progress=False, log=quiet)
+    assert summary["n_trials"] == 6  # 2 searched + 2 seeds x 2 backbones
+    spread = summary["seed_spread"]
+    assert set(spread) == {"tiny-bert", "tiny-roberta"}
+    for s in spread.values():
+        assert s["n"] == 3 and len(s["values"]) == 3 and s["std"] >= 0
+    reruns = [t for t in load_study("sd").trials if "seed_of" in t.user_attrs]
+    assert sorted(t.user_attrs["seed"] for t in reruns) == [43, 43, 44, 44]
+    assert all(t.params == load_study("sd").trials[t.user_attrs["seed_of"]].params for t in reruns)
+    assert summary["best"]["trial"] in (0, 1)  # selection ignores the seed re-runs
+    assert summary["ranking_supported"] in (True, False)
+    fig = charts.seed_variance(charts.study_data(load_study("sd")))
+    assert len(fig.data) == 4 and "±" in fig.data[0].name
+    # Resuming with the same k adds no re-runs for configurations already re-run.
+    again = run_study(StudyConfig(study="sd", data="demo", trials=1, seeds=2), progress=False, log=quiet)
+    assert again["n_trials"] in (7, 9)  # 9 only if the new trial became a backbone's best and earned re-runs
+
+
+def test_same_seed_gives_identical_metrics(tiny_models: dict) -> None:
+    from textclf.backbones import head_prefixes, load_model, load_tokenizer, resolve_backbone
+    from textclf.data import load_data
+    from textclf.train import TrainConfig, encode, train
+
+    data = load_data("demo")
+    spec = resolve_backbone("tiny-roberta")
+    tok = load_tokenizer(spec)
+    tr = encode(tok, data.train.texts, data.train.labels, 64)
+    va = encode(tok, data.validation.texts, data.validation.labels, 64)
+    runs = []
+    for seed in (7, 7, 8):
+        model = load_model(spec, num_labels=3, multi_label=False, seed=seed)
+        cfg = TrainConfig(lr=1e-3, batch_size=16, epochs=2, seed=seed)
+        runs.append(train(model, tok, tr, va, cfg, task="single_label", head_prefixes=head_prefixes(model, spec)).history)
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]

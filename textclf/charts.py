@@ -27,6 +27,7 @@ class TrialData:
     fail_reason: str | None = None
     progress: float | None = None
     duration_s: float | None = None
+    seed_of: int | None = None
 
 
 @dataclass
@@ -44,7 +45,8 @@ class StudyData:
 
     @property
     def complete(self) -> list[TrialData]:
-        return [t for t in self.trials if t.state == "COMPLETE" and t.value is not None]
+        """Completed trials that compete for "best" (seed re-runs only measure spread)."""
+        return [t for t in self.trials if t.state == "COMPLETE" and t.value is not None and t.seed_of is None]
 
     def backbones(self) -> list[str]:
         return sorted({t.backbone for t in self.trials if t.backbone})
@@ -69,7 +71,8 @@ def study_data(study: Any) -> StudyData:
             number=t.number, state=t.state.name, value=t.value, backbone=t.params.get("backbone", ua.get("backbone", "")),
             params=dict(t.params), train_time_s=ua.get("train_time_s"), curve=list(ua.get("learning_curve", [])),
             report=ua.get("report"), recipe=bool(ua.get("recipe")), fail_reason=ua.get("fail_reason"),
-            progress=ua.get("progress"), duration_s=t.duration.total_seconds() if t.duration else None))
+            progress=ua.get("progress"), duration_s=t.duration.total_seconds() if t.duration else None,
+            seed_of=ua.get("seed_of")))
     baseline = attrs.get("baseline") or {}
     return StudyData(name=study.study_name, metric=attrs.get("metric", "value"), task=attrs.get("task"),
                      label_names=list(attrs.get("label_names", [])), baseline=baseline.get("value"), trials=trials)
@@ -278,6 +281,37 @@ def confusion_matrices(data: StudyData) -> Any:
     return _layout(fig, title)
 
 
+def seed_variance(data: StudyData) -> Any:
+    """Mean ± standard deviation of each backbone's best configuration over seeds, with every run as a point; the
+    title says when the spread does not support the ranking of the top two."""
+    title = f"Seed variance of each backbone's best configuration ({data.metric}, validation)"
+    best = data.best_per_backbone()
+    runs = {b: [t.value] + [r.value for r in data.trials if r.seed_of == t.number and r.state == "COMPLETE"]
+            for b, t in best.items()}
+    runs = {b: [v for v in vals if v is not None] for b, vals in runs.items()}
+    runs = {b: v for b, v in runs.items() if len(v) > 1}
+    if not runs:
+        return empty_figure(title, "Run the study with seeds (k > 0) to see how much the score moves with the seed.")
+    import numpy as np
+
+    go = _go()
+    colors = _colors(data.backbones())
+    stats = {b: (float(np.mean(v)), float(np.std(v, ddof=1))) for b, v in runs.items()}
+    fig = go.Figure()
+    for b, vals in runs.items():
+        mean, std = stats[b]
+        fig.add_trace(go.Scatter(x=[b], y=[mean], error_y={"type": "data", "array": [std], "visible": True},
+                                 mode="markers", marker={"size": 16, "symbol": "diamond", "color": colors.get(b)},
+                                 name=f"{b}: {mean:.4f} ± {std:.4f} (n={len(vals)})"))
+        fig.add_trace(go.Scatter(x=[b] * len(vals), y=vals, mode="markers", marker={"size": 7, "color": colors.get(b),
+                                 "opacity": 0.5}, showlegend=False, hovertemplate="%{y:.4f}<extra></extra>"))
+    ranked = sorted(stats.items(), key=lambda kv: -kv[1][0])
+    if len(ranked) > 1 and ranked[0][1][0] - ranked[0][1][1] <= ranked[1][1][0] + ranked[1][1][1]:
+        title += " — ranking NOT supported by the spread"
+    _baseline_line(fig, data)
+    return _layout(fig, title, yaxis_title=data.metric)
+
+
 def per_class_f1(data: StudyData) -> Any:
     """Per-class F1 of each backbone's best model on validation."""
     title = "Per-class F1 of each backbone's best model (validation)"
@@ -334,6 +368,7 @@ def all_charts(study: Any) -> dict[str, Any]:
         "learning_curves": learning_curves(data),
         "score_vs_time": score_vs_time(data),
         "per_class_f1": per_class_f1(data),
+        "seed_variance": seed_variance(data),
     }
     charts["confusion"] = confusion_matrices(data)
     return charts

@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dropout", type=float, default=None, help="dropout probability (default: the backbone's)")
     run.add_argument("--early-stopping", dest="early_stopping_patience", type=int, default=None, metavar="EVALS",
                      help="stop a trial after this many evaluations without improvement")
+    run.add_argument("--seeds", type=int, default=None, metavar="K",
+                     help="re-run each backbone's best configuration with K more seeds: mean ± spread per backbone")
     run.add_argument("--text-column", default=None)
     run.add_argument("--label-column", default=None)
     run.add_argument("--task", default=None, choices=["single_label", "multi_label"])
@@ -78,6 +80,10 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print(f"  {'tfidf+logreg baseline':<28} {summary['baseline']:.4f}")
     for backbone, value in summary["per_backbone"].items():
         print(f"  {backbone:<28} {value:.4f}")
+    for backbone, s in summary.get("seed_spread", {}).items():
+        print(f"  {backbone:<28} {s['mean']:.4f} ± {s['std']:.4f} over {s['n']} seeds (trial {s['trial']}'s configuration)")
+    if summary.get("ranking_supported") is False:
+        print("  note: the top two backbones' mean ± std overlap: the spread does not support their ranking")
     test = summary.get("test")
     if test:
         base = summary.get("baseline_test")
@@ -113,7 +119,8 @@ def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
                       seed=opts["seed"], pruner=opts["pruner"], space=SearchSpace(**space_kwargs) if space_kwargs else None,
                       max_length=opts["max_length"], evals_per_epoch=opts["evals_per_epoch"],
                       text_column=opts.get("text_column"), label_column=opts.get("label_column"), task=opts.get("task"),
-                      dropout=opts.get("dropout"), early_stopping_patience=opts.get("early_stopping_patience"))
+                      dropout=opts.get("dropout"), early_stopping_patience=opts.get("early_stopping_patience"),
+                      seeds=opts.get("seeds") or 0)
     return run_study(cfg, progress=not args.json and sys.stderr.isatty())
 
 

@@ -266,7 +266,8 @@ class Dashboard:
 
     def start_study(self, study: str, source: str, backbones: list[str], trials: int, timeout_min: float | None,
                     lr_range: tuple[float, float], ratio_range: tuple[float, float], batch_sizes: list[int],
-                    epochs: tuple[int, int] | int | None, pruner: str, max_train_samples: int | None = None) -> str:
+                    epochs: tuple[int, int] | int | None, pruner: str, max_train_samples: int | None = None,
+                    seeds: int = 0) -> str:
         from textclf.backbones import check_available, resolve_backbone
         from textclf.study import SearchSpace, check_study_name
 
@@ -293,6 +294,8 @@ class Dashboard:
             args += ["--timeout", str(float(timeout_min) * 60)]
         if n_train:
             args += ["--max-train-samples", str(int(n_train))]
+        if seeds:
+            args += ["--seeds", str(int(seeds))]
         self.studies.start(study, args)
         return f"Study **{study}** started: {trials} trial(s) over {', '.join(backbones)}."
 

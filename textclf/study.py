@@ -85,6 +85,8 @@ class StudyConfig:
     task: str | None = None
     models_dir: str | None = None
     precision: str = "auto"
+    seeds: int = 0  # re-run each backbone's best configuration with this many more seeds
+
 
     def __post_init__(self) -> None:
         check_study_name(self.study)
@@ -100,6 +102,8 @@ class StudyConfig:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
             raise ConfigError(f"early_stopping_patience must be at least 1, got {self.early_stopping_patience}")
+        if not 0 <= self.seeds <= 20:
+            raise ConfigError(f"seeds must be between 0 and 20, got {self.seeds}")
         if self.pruner not in PRUNERS:
             raise ConfigError(f"pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
         if self.backbones is not None:
@@ -124,7 +128,7 @@ def studies_dir() -> Path:
 
 PRESET_KEYS = {"data", "backbones", "trials", "timeout", "max_train_samples", "epochs", "metric", "seed", "pruner",
                "lr_range", "ratio_range", "batch_sizes", "max_length", "evals_per_epoch", "text_column", "label_column",
-               "task", "storage", "dropout", "early_stopping_patience"}
+               "task", "storage", "dropout", "early_stopping_patience", "seeds"}
 
 
 def load_preset(study: str) -> dict[str, Any]:
@@ -169,18 +173,24 @@ def open_storage(url: str | None = None) -> Any:
     # Heartbeats: a worker that dies mid-trial leaves a RUNNING trial; once its heartbeat is older than the grace
     # period, the next trial started on this storage (by any worker) marks it failed and enqueues a retry.
     interval = int(os.environ.get("TEXTCLF_HEARTBEAT_S", "30"))
-    try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna: stderr stays for our own lines
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                resolved, heartbeat_interval=interval, grace_period=3 * interval,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
-    except ModuleNotFoundError as exc:
-        raise ConfigError(f"storage {redact(resolved)!r} needs the Python package {exc.name!r}; pip install it") from exc
-    except Exception as exc:  # SQLAlchemy raises many types for bad URLs and unreachable servers
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"cannot open storage {redact(resolved)!r}: {reason[:300]}; check the URL and that the "
-                          "database server is running") from exc
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna: stderr stays for our own lines
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    resolved, heartbeat_interval=interval, grace_period=3 * interval,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
+        except ModuleNotFoundError as exc:
+            raise ConfigError(f"storage {redact(resolved)!r} needs the Python package {exc.name!r}; pip install it") from exc
+        except Exception as exc:  # SQLAlchemy raises many types for bad URLs and unreachable servers
+            # Workers starting together on an empty database race to create its tables: the losers try again.
+            if attempt < 2 and "refused" not in str(exc).lower() and "could not translate" not in str(exc).lower():
+                time.sleep(1.0 + attempt)
+                continue
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"cannot open storage {redact(resolved)!r}: {reason[:300]}; check the URL and that the "
+                              "database server is running") from exc
+    raise AssertionError("unreachable")
 
 
 def load_study(name: str, storage: str | None = None) -> Any:
@@ -294,39 +304,44 @@ class _Runner:
                                   encode(tok, self.data.validation.texts, self.data.validation.labels, max_len))
         return self._encoded[key]
 
-    def fresh_model(self, backbone: str, pad_token_id: int | None) -> Any:
+    def fresh_model(self, backbone: str, pad_token_id: int | None, seed: int) -> Any:
         """A new model for a trial: a copy of one loaded (and seeded) once per run. Every trial would load the same
-        weights and the same seeded head from disk; copying in memory saves that each time."""
-        if backbone not in self._pristine:
+        weights and the same seeded head from disk; copying in memory saves that each time. Seed re-runs need a
+        head initialised from their own seed, so they load afresh."""
+        if seed != self.cfg.seed or backbone not in self._pristine:
             data = self.data
-            self._pristine[backbone] = load_model(
+            model = load_model(
                 resolve_backbone(backbone), num_labels=data.num_labels, multi_label=data.task == "multi_label",
-                id2label=dict(enumerate(data.label_names)), pad_token_id=pad_token_id, seed=self.cfg.seed,
+                id2label=dict(enumerate(data.label_names)), pad_token_id=pad_token_id, seed=seed,
                 dropout=self.cfg.dropout)
+            if seed != self.cfg.seed:
+                return model
+            self._pristine[backbone] = model
         return copy.deepcopy(self._pristine[backbone])
 
     def objective(self, trial: Any) -> float:
         import optuna
 
         params = suggest(trial, self.backbones, self.cfg.space, self.cfg.epochs)
-        recipe = bool(trial.user_attrs.get("recipe"))
+        # Recipe trials and seed re-runs always finish: they are reference points, not candidates to cut short.
+        protected = bool(trial.user_attrs.get("recipe")) or "seed_of" in trial.user_attrs
+        seed = int(trial.user_attrs.get("seed", self.cfg.seed))
         spec = resolve_backbone(params["backbone"])
         tok, train_enc, val_enc = self.encoded(params["backbone"])
         data = self.data
-        model = self.fresh_model(params["backbone"], tok.pad_token_id)
+        model = self.fresh_model(params["backbone"], tok.pad_token_id, seed)
         cfg = TrainConfig(lr=params["lr"], head_lr_ratio=params["head_lr_ratio"], batch_size=params["batch_size"],
                           epochs=params["epochs"], weight_decay=params["weight_decay"],
                           warmup_fraction=params["warmup_fraction"], layer_decay=self.cfg.layer_decay,
                           max_length=self.cfg.max_length, evals_per_epoch=self.cfg.evals_per_epoch,
-                          seed=self.cfg.seed, precision=self.cfg.precision, metric=self.metric,
+                          seed=seed, precision=self.cfg.precision, metric=self.metric,
                           early_stopping_patience=self.cfg.early_stopping_patience)
         curve: list[dict[str, float]] = []
 
         def on_eval(step: int, metrics: dict[str, float]) -> None:
             curve.append({"step": step, **metrics})
             trial.report(metrics[self.metric], step)
-            # The recipe trial of each backbone always finishes: it is that backbone's reference point.
-            if not recipe and trial.should_prune():
+            if not protected and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at {step / 100:.2f} epochs: {self.metric} {metrics[self.metric]:.4f}")
 
         last_write = [0.0]
@@ -366,8 +381,11 @@ class _Runner:
         """Save the model only if it beats this backbone's best so far: disk is finite."""
         import optuna
 
+        if "seed_of" in trial.user_attrs:
+            return  # a seed re-run measures spread; selection (and the kept model) stays with the searched trials
         backbone = params["backbone"]
-        others = [t.value for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        others = [t.value for t in _selectable(trial.study.get_trials(deepcopy=False,
+                                                                      states=(optuna.trial.TrialState.COMPLETE,)))
                   if t.params.get("backbone") == backbone and t.value is not None and t.number != trial.number]
         if others and value <= max(others):
             return
@@ -377,6 +395,27 @@ class _Runner:
                          study=self.cfg.study, trial=trial.number)
         save_model(model, tok, out, info)
         trial.set_user_attr("model_dir", str(out))
+
+
+def _stored_attrs(storage: Any, name: str, wait_s: float = 0.0) -> dict[str, Any]:
+    """How the study was set up ({} if it does not exist). A study that exists without them is being set up by
+    another worker: wait up to ``wait_s`` for it."""
+    import optuna
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
+        if name not in summaries:
+            return {}
+        attrs = summaries[name].user_attrs.get(ATTR)
+        if attrs:
+            return dict(attrs)
+        if time.monotonic() >= deadline:
+            if wait_s:
+                raise ConfigError(f"study {name!r} exists but was not made by textclf (no setup recorded); "
+                                  "use another --study name")
+            return {}
+        time.sleep(0.5)
 
 
 def _setup_attrs(study: Any, cfg: StudyConfig, backbones: list[str], metric: str, models_dir: Path) -> dict[str, Any]:
@@ -409,8 +448,7 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own one-line-per-trial log replaces Optuna's
     storage_url = resolve_storage(cfg.storage)
     storage = open_storage(storage_url)
-    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
-    stored = dict(existing[cfg.study].user_attrs.get(ATTR, {})) if cfg.study in existing else {}
+    stored = _stored_attrs(storage, cfg.study)
     if stored:
         _check_resume(stored, cfg, cfg.backbones, cfg.metric)
         # Settings not given again are the study's own, so a bare resume samples the same data and space.
@@ -429,16 +467,32 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
     models_dir = Path(cfg.models_dir).resolve() if cfg.models_dir else Path(
         stored.get("models_dir") or studies_dir() / "models" / cfg.study)
 
-    study = optuna.create_study(study_name=cfg.study, storage=storage, direction="maximize", load_if_exists=True,
-                                sampler=optuna.samplers.TPESampler(seed=cfg.seed + len(stored.get("runs", []))),
-                                pruner=make_pruner(cfg.pruner, n_startup_trials=len(backbones)))
-    if not stored:
-        stored = _setup_attrs(study, cfg, backbones, metric, models_dir)
-        stored["label_names"], stored["task"] = data.label_names, data.task
-        stored["data_summary"] = data.describe()
-        for name in backbones:
-            study.enqueue_trial(recipe_params(name, cfg.space, cfg.epochs), user_attrs={"recipe": True},
-                                skip_if_exists=True)
+    pruner = make_pruner(cfg.pruner, n_startup_trials=len(backbones))
+    joined = False
+    if stored:
+        study = optuna.load_study(study_name=cfg.study, storage=storage, pruner=pruner)
+    else:
+        try:  # the one worker that creates the study sets it up; any other joins it
+            study = optuna.create_study(study_name=cfg.study, storage=storage, direction="maximize", pruner=pruner)
+        except optuna.exceptions.DuplicatedStudyError:
+            joined = True
+            stored = _stored_attrs(storage, cfg.study, wait_s=120)
+            _check_resume(stored, cfg, cfg.backbones, cfg.metric)
+            study = optuna.load_study(study_name=cfg.study, storage=storage, pruner=pruner)
+        else:
+            stored = _setup_attrs(study, cfg, backbones, metric, models_dir)
+            stored["label_names"], stored["task"] = data.label_names, data.task
+            stored["data_summary"] = data.describe()
+            study.set_user_attr(ATTR, stored)
+            for name in backbones:
+                study.enqueue_trial(recipe_params(name, cfg.space, cfg.epochs), user_attrs={"recipe": True},
+                                    skip_if_exists=True)
+    # Seeded TPE: a sequential resume continues deterministically; workers running side by side get distinct
+    # seeds, or they would all propose the same random start-up configurations.
+    trials_now = study.get_trials(deepcopy=False)
+    concurrent = joined or any(t.state.name == "RUNNING" for t in trials_now)
+    study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + len(trials_now) + (os.getpid() if concurrent else 0),
+                                               constant_liar=True)
     if "baseline" not in stored:
         log("fitting the TF-IDF + logistic regression baseline...")
         stored["baseline"] = tfidf_baseline(data, metric, cfg.seed)
@@ -466,9 +520,62 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
 
     study.optimize(runner.objective, n_trials=cfg.trials, timeout=cfg.timeout, catch=(Exception,), callbacks=[report],
                    show_progress_bar=False, gc_after_trial=True)
+    if cfg.seeds:
+        queued = enqueue_seed_reruns(study, cfg.seeds, cfg.seed)
+        if queued:
+            log(f"re-running each backbone's best configuration with {cfg.seeds} more seed(s): {queued} trial(s)")
+            study.optimize(runner.objective, n_trials=queued, catch=(Exception,), callbacks=[report],
+                           gc_after_trial=True)
     if data.test is not None:
         score_test(study, data, metric, log)
     return summarize(study, storage_url)
+
+
+def _selectable(trials: list[Any]) -> list[Any]:
+    """Trials that compete for "best": seed re-runs measure spread and never select."""
+    return [t for t in trials if "seed_of" not in t.user_attrs]
+
+
+def enqueue_seed_reruns(study: Any, k: int, base_seed: int) -> int:
+    """Queue the best configuration of each backbone with seeds base+1..base+k (those not run yet)."""
+    import optuna
+
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in _selectable(trials) if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
+    queued = 0
+    for backbone in sorted({t.params.get("backbone") for t in complete}):
+        best = max((t for t in complete if t.params.get("backbone") == backbone), key=lambda t: t.value)
+        done = {t.user_attrs.get("seed") for t in trials if t.user_attrs.get("seed_of") == best.number}
+        for seed in range(base_seed + 1, base_seed + k + 1):
+            if seed not in done:
+                study.enqueue_trial(dict(best.params), user_attrs={"seed": seed, "seed_of": best.number})
+                queued += 1
+    return queued
+
+
+def seed_spread(trials: list[Any]) -> dict[str, dict[str, Any]]:
+    """Per backbone: the validation values of its best configuration over every seed it ran with."""
+    import numpy as np
+    import optuna
+
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
+    out: dict[str, dict[str, Any]] = {}
+    for backbone in sorted({t.params.get("backbone") for t in _selectable(complete)}):
+        best = max((t for t in _selectable(complete) if t.params.get("backbone") == backbone), key=lambda t: t.value)
+        values = [float(best.value)] + [float(t.value) for t in complete if t.user_attrs.get("seed_of") == best.number]
+        if len(values) > 1:
+            out[backbone] = {"trial": best.number, "n": len(values), "values": values, "mean": float(np.mean(values)),
+                             "std": float(np.std(values, ddof=1))}
+    return out
+
+
+def ranking_supported(spread: dict[str, dict[str, Any]]) -> bool | None:
+    """False when the top two backbones' mean ± std intervals overlap: the spread does not support the order."""
+    ranked = sorted(spread.values(), key=lambda s: -s["mean"])
+    if len(ranked) < 2:
+        return None
+    first, second = ranked[0], ranked[1]
+    return first["mean"] - first["std"] > second["mean"] + second["std"]
 
 
 def score_test(study: Any, data: TextData, metric: str, log: Callable[[str], None]) -> dict[str, Any] | None:
@@ -512,7 +619,8 @@ def summarize(study: Any, storage_url: str | None = None) -> dict[str, Any]:
     attrs = study.user_attrs.get(ATTR, {})
     trials = study.get_trials(deepcopy=False)
     finished = [t for t in trials if t.state in (ts.COMPLETE, ts.PRUNED)]
-    complete = [t for t in trials if t.state == ts.COMPLETE and t.value is not None]
+    complete = [t for t in _selectable(trials) if t.state == ts.COMPLETE and t.value is not None]
+    spread = seed_spread(trials)
     per_backbone: dict[str, float] = {}
     for t in complete:
         b = t.params.get("backbone", "?")
@@ -535,10 +643,13 @@ def summarize(study: Any, storage_url: str | None = None) -> dict[str, Any]:
         "baseline": baseline["value"] if baseline else None,
         "test": attrs.get("test"),
         "baseline_test": baseline.get("test_value") if baseline else None,
+        "seed_spread": spread,
+        "ranking_supported": ranking_supported(spread),
         "trials": [{"number": t.number, "state": t.state.name, "value": t.value, "backbone": t.params.get("backbone"),
                     "params": dict(t.params), "train_time_s": t.user_attrs.get("train_time_s"),
                     "latency_ms": t.user_attrs.get("latency_ms"), "n_params": t.user_attrs.get("n_params"),
-                    "fail_reason": t.user_attrs.get("fail_reason")} for t in trials],
+                    "fail_reason": t.user_attrs.get("fail_reason"), "seed_of": t.user_attrs.get("seed_of")}
+                   for t in trials],
     }
 
 

@@ -201,8 +201,14 @@ def encode(tokenizer: Any, texts: list[str], labels: list[Any], max_length: int)
     import datasets
 
     ds = datasets.Dataset.from_dict({"text": texts})
-    ds = ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=max_length), batched=True,
-                remove_columns=["text"], desc=None)
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # an in-memory map of a few thousand rows: a progress bar is noise
+    try:
+        ds = ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=max_length), batched=True,
+                    remove_columns=["text"])
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
     cols = ds.column_names
     data = {c: ds[c] for c in cols}
     features = [{c: data[c][i] for c in cols} for i in range(len(ds))]
@@ -288,7 +294,13 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
     steps_per_epoch = math.ceil(len(train_enc) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, round(cfg.warmup_fraction * total_steps), total_steps)
-    eval_every = cfg.eval_every_steps or max(1, steps_per_epoch // cfg.evals_per_epoch)
+    # Steps within an epoch after which to evaluate; the epoch's last step always is one. Spreading k evaluations
+    # evenly (rather than every steps//k) keeps the last one from landing a step before the epoch-end one.
+    if cfg.eval_every_steps:
+        eval_points = set(range(cfg.eval_every_steps, steps_per_epoch, cfg.eval_every_steps)) | {steps_per_epoch}
+    else:
+        k = min(cfg.evals_per_epoch, steps_per_epoch)
+        eval_points = {round(i * steps_per_epoch / k) for i in range(1, k + 1)}
     lengths = [len(f["input_ids"]) for f in train_enc.features]
     rng = random.Random(cfg.seed)
 
@@ -315,8 +327,9 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         else:
             evals_since_best += 1
-        if on_eval is not None:
-            on_eval(round(100 * step / steps_per_epoch), metrics)
+        percent = round(100 * step / steps_per_epoch)  # progress in hundredths of an epoch: comparable across batch sizes
+        if on_eval is not None and (not history[:-1] or percent != round(100 * history[-2]["epoch"])):
+            on_eval(percent, metrics)
         return cfg.early_stopping_patience is not None and evals_since_best >= cfg.early_stopping_patience
 
     from tqdm.auto import tqdm
@@ -345,9 +358,8 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
                 bar.update(1)
                 if on_step is not None:
                     on_step(step, total_steps)
-                at_epoch_end = step % steps_per_epoch == 0
-                due = at_epoch_end or (step % eval_every == 0 and step < total_steps)
-                if due and evaluate():
+                in_epoch = step - _epoch * steps_per_epoch
+                if in_epoch in eval_points and evaluate():
                     stopped_early = True
                     break
             if stopped_early:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
+from pydantic import BaseModel
 
 from textclf.dashboard import ALL_BACKBONES, BEST, DATA_CHOICES, Dashboard, DashboardConfig
 from textclf.errors import TextclfError
@@ -31,6 +32,13 @@ CSS = """
 """
 
 
+class PredictRequest(BaseModel):
+    """Body of POST /api/predict (module level: FastAPI resolves annotations from module globals)."""
+
+    text: str
+    model: str | None = None
+
+
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Bad input becomes a one-line message in the UI, never a traceback."""
 
@@ -44,8 +52,9 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def build_demo(storage: str | None = None, studies_dir: str | None = None, public: bool | None = None) -> gr.Blocks:
-    dash = Dashboard(DashboardConfig.from_env(storage, studies_dir, public))
+def build_demo(storage: str | None = None, studies_dir: str | None = None, public: bool | None = None,
+               dashboard: Dashboard | None = None) -> gr.Blocks:
+    dash = dashboard or Dashboard(DashboardConfig.from_env(storage, studies_dir, public))
     cfg = dash.cfg
 
     with gr.Blocks(title="textclf") as demo:
@@ -252,6 +261,34 @@ def build_demo(storage: str | None = None, studies_dir: str | None = None, publi
     return demo
 
 
+def build_app(dash: Dashboard, demo: gr.Blocks) -> Any:
+    """The served app: the dashboard at / plus a plain JSON endpoint, POST /api/predict {"text", "model"?}, for
+    programs that want one round trip instead of Gradio's queue protocol (same models, same answers)."""
+    from fastapi import FastAPI
+    from fastapi.concurrency import run_in_threadpool
+    from fastapi.responses import JSONResponse
+
+    api = FastAPI(title="textclf", docs_url="/api/docs", openapi_url="/api/openapi.json")
+
+    @api.post("/api/predict")
+    async def predict(req: PredictRequest) -> Any:
+        def run() -> dict[str, Any]:
+            import time
+
+            predictor = dash.models.get(req.model)
+            start = time.perf_counter()
+            [pred] = predictor.predict(req.text)
+            return pred.to_dict() | {"latency_ms": 1000 * (time.perf_counter() - start)}
+
+        try:
+            return await run_in_threadpool(run)
+        except TextclfError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=422)
+
+    return gr.mount_gradio_app(api, demo, path="/", theme=gr.themes.Soft(), css=CSS,
+                               max_file_size=f"{int(dash.cfg.max_upload_mb)}mb")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="textclf dashboard")
     parser.add_argument("--storage", default=None, help="Optuna storage URL (default $TEXTCLF_STORAGE or studies/textclf.db)")
@@ -261,9 +298,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     args = parser.parse_args(argv)
-    demo = build_demo(args.storage, args.studies_dir, args.public)
-    demo.launch(server_name=args.host, server_port=args.port, theme=gr.themes.Soft(), css=CSS,
-                max_file_size=f"{int(DashboardConfig.from_env(public=args.public).max_upload_mb)}mb")
+    import uvicorn
+
+    dash = Dashboard(DashboardConfig.from_env(args.storage, args.studies_dir, args.public))
+    app = build_app(dash, build_demo(dashboard=dash))
+    print(f"textclf dashboard on http://{args.host}:{args.port}/", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -89,10 +89,44 @@ def over_http(studies_dir: str, clients: int = 8, per_client: int = 25) -> str:
         for t in threads:
             t.join()
         wall = time.perf_counter() - start
+        rest = rest_api(url, texts, clients, per_client)
     finally:
         server.terminate()
         server.wait(20)
-    return (f"HTTP API, {clients} concurrent clients x {per_client}: p50 {statistics.median(times):.1f} ms, "
+    return (f"Gradio API (gradio_client), {clients} concurrent clients x {per_client}: p50 {statistics.median(times):.1f} ms, "
+            f"p95 {percentile(times, 95):.1f} ms, {len(times) / wall:.1f} requests/s\n{rest}")
+
+
+def rest_api(url: str, texts: list[str], clients: int, per_client: int) -> str:
+    """POST /api/predict, the one-round-trip JSON endpoint, with plain HTTP clients."""
+    import json
+    import urllib.request
+
+    def call(text: str) -> None:
+        req = urllib.request.Request(url + "api/predict", data=json.dumps({"text": text}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req) as r:
+            r.read()
+
+    call(texts[0])
+    times: list[float] = []
+    lock = threading.Lock()
+
+    def loop(k: int) -> None:
+        for i in range(per_client * 2):
+            start = time.perf_counter()
+            call(texts[(i + k) % len(texts)])
+            with lock:
+                times.append(1000 * (time.perf_counter() - start))
+
+    threads = [threading.Thread(target=loop, args=(k,)) for k in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    return (f"REST POST /api/predict, {clients} concurrent clients x {per_client * 2}: p50 {statistics.median(times):.1f} ms, "
             f"p95 {percentile(times, 95):.1f} ms, {len(times) / wall:.1f} requests/s")
 
 

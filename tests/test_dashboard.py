@@ -149,3 +149,22 @@ def test_launched_app_serves_the_predict_api(trained: Dashboard) -> None:
         assert params[0]["parameter_name"] == "text" and params[1]["parameter_has_default"]
     finally:
         demo.close()
+
+
+def test_rest_predict_endpoint_beside_the_dashboard(trained: Dashboard) -> None:
+    from fastapi.testclient import TestClient
+
+    from app import build_app, build_demo
+
+    app = build_app(trained, build_demo(dashboard=trained))
+    with TestClient(app) as client:
+        ok = client.post("/api/predict", json={"text": "Is it waterproof?"})
+        assert ok.status_code == 200
+        body = ok.json()
+        assert body["label"] in {"complaint", "praise", "question"} and body["latency_ms"] > 0
+        assert abs(sum(body["probabilities"].values()) - 1) < 1e-5
+        bad = client.post("/api/predict", json={"text": "  "})
+        assert bad.status_code == 422 and "empty" in bad.json()["error"]
+        unknown = client.post("/api/predict", json={"text": "hi", "model": "../../etc"})
+        assert unknown.status_code == 422 and "pick one from the list" in unknown.json()["error"]
+        assert client.get("/").status_code == 200  # the dashboard itself

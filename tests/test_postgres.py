@@ -43,7 +43,6 @@ def test_four_workers_share_one_study(tiny_models: dict, tmp_path: Path) -> None
     assert max(__import__("json").loads(out.strip().splitlines()[-1])["n_trials"] for out, _ in outputs) == 12
 
 
-@needs_pg
 def test_unreachable_postgres_is_one_clear_line() -> None:
     with pytest.raises(ConfigError, match="cannot open storage") as err:
         open_storage("postgresql://nobody:secret@127.0.0.1:1/none")

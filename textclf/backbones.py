@@ -250,7 +250,7 @@ def load_model(backbone: Backbone, *, num_labels: int, multi_label: bool, id2lab
         return transformers.AutoModelForSequenceClassification.from_config(config, trust_remote_code=False)
     try:
         return transformers.AutoModelForSequenceClassification.from_pretrained(
-            backbone.location(), config=config, trust_remote_code=False, use_safetensors=None)
+            backbone.location(), config=config, trust_remote_code=False, use_safetensors=True)
     except (OSError, ValueError) as exc:
         raise BackboneUnavailable(f"cannot load the weights of {backbone.name!r} from {backbone.location()}: "
                                   f"{str(exc).splitlines()[0]}") from exc

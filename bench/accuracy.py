@@ -1,0 +1,56 @@
+"""Real-data accuracy (issue "Results that hold up"): a minilm study per dataset under a fixed time budget, printing
+the best validation score, the test score of the chosen model (scored once), the TF-IDF + LR baseline on the same
+splits, and wall time.
+
+    python bench/accuracy.py [--datasets sst2,trec6,emotion,banking77,goemotions] [--budget-min 20]
+
+Data: ../shared/data (sst2: Socher et al. 2013 / GLUE; trec6: Li & Roth 2002; emotion: Saravia et al. 2018;
+banking77: Casanueva et al. 2020; goemotions: Demszky et al. 2020).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+from _common import machine, shared_data
+
+TARGETS = {"sst2": ("validation", 0.90), "trec6": ("test", 0.96), "emotion": ("test", 0.92),
+           "banking77": ("test", 0.90), "goemotions": ("test", 0.46)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--datasets", default=",".join(TARGETS))
+    parser.add_argument("--budget-min", type=float, default=20.0, help="time budget per dataset (minutes)")
+    parser.add_argument("--trials", type=int, default=50, help="upper bound; the budget usually ends the study first")
+    args = parser.parse_args()
+    from textclf.study import SearchSpace, StudyConfig, run_study
+
+    print(f"machine: {machine()}")
+    rows = []
+    for name in args.datasets.split(","):
+        path = shared_data(name)
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = StudyConfig(study=name, data=path, backbones=["minilm"], trials=args.trials,
+                              timeout=args.budget_min * 60, max_length=128, evals_per_epoch=2,
+                              space=SearchSpace(lr=(3e-5, 3e-4), epochs=(2, 5)),
+                              storage=f"sqlite:///{tmp}/a.db", models_dir=f"{tmp}/models")
+            start = time.perf_counter()
+            s = run_study(cfg, progress=False, log=lambda msg, n=name: print(f"  {n}: {msg}", flush=True))
+            wall = time.perf_counter() - start
+        split, target = TARGETS.get(name, ("test", None))
+        score = s["best"]["value"] if split == "validation" else (s["test"] or {}).get("value")
+        rows.append((name, s["metric"], s["best"]["value"], (s["test"] or {}).get("value"), s["baseline"],
+                     s["baseline_test"], wall / 60, split, target, score))
+    print("\n| dataset | metric | best validation | test (chosen model, once) | TF-IDF+LR val / test | minutes | target |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name, metric, val, test, bval, btest, minutes, split, target, score in rows:
+        hit = "" if target is None or score is None else (" ✓" if score >= target else " ✗")
+        print(f"| {name} | {metric} | {val:.4f} | {test if test is None else f'{test:.4f}'} | {bval:.4f} / "
+              f"{btest if btest is None else f'{btest:.4f}'} | {minutes:.1f} | {split} ≥ {target}{hit} |")
+
+
+if __name__ == "__main__":
+    main()

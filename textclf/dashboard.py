@@ -152,6 +152,7 @@ class ModelStore:
         self.capacity = capacity
         self._cache: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
+        self._loading = threading.Lock()  # one load at a time: a burst of first requests must not load N copies
 
     def available(self) -> dict[str, Path]:
         """Display name -> folder. Names come only from this scan, so the UI can never point at another path."""
@@ -176,6 +177,13 @@ class ModelStore:
             scored.append((val.get("accuracy" if info.task == "single_label" else "macro_f1", 0.0), name))
         return max(scored)[1] if scored else None
 
+    def _cached(self, key: str) -> Any:
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        return None
+
     def get(self, name: str | None, *, eager: bool = False) -> Any:
         from textclf.predict import Predictor
 
@@ -186,16 +194,19 @@ class ModelStore:
         if choice not in models:
             raise TextclfError(f"model {choice!r} is not in {self.root}; pick one from the list")
         key = f"{choice}|{'eager' if eager else 'default'}|{models[choice].stat().st_mtime}"
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-        predictor = Predictor.from_dir(models[choice], attn_implementation="eager" if eager else None)
-        with self._lock:
-            self._cache[key] = predictor
-            while len(self._cache) > self.capacity:
-                self._cache.popitem(last=False)
-        return predictor
+        cached = self._cached(key)
+        if cached is not None:
+            return cached
+        with self._loading:
+            cached = self._cached(key)  # loaded by the request we waited for
+            if cached is not None:
+                return cached
+            predictor = Predictor.from_dir(models[choice], attn_implementation="eager" if eager else None)
+            with self._lock:
+                self._cache[key] = predictor
+                while len(self._cache) > self.capacity:
+                    self._cache.popitem(last=False)
+            return predictor
 
 
 # ------------------------------------------------------------------------------------------------------ the app

@@ -12,6 +12,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from _common import machine, percentile, shared_data
@@ -70,52 +71,46 @@ def over_http(studies_dir: str, clients: int = 8, per_client: int = 25) -> str:
             except OSError:
                 time.sleep(0.1)
         texts = ["a gripping , funny and moving film", "dull and far too long", "i did not care for any of it"]
-        times: list[float] = []
-        lock = threading.Lock()
 
-        def client_loop(k: int) -> None:
+        def gradio_client(k: int) -> Callable[[int], None]:
             c = Client(url, verbose=False)
             c.predict(texts[0], api_name="/predict")  # warm: loads the model once
-            for i in range(per_client):
-                start = time.perf_counter()
-                c.predict(texts[(i + k) % len(texts)], api_name="/predict")
-                with lock:
-                    times.append(1000 * (time.perf_counter() - start))
+            return lambda i: c.predict(texts[(i + k) % len(texts)], api_name="/predict")
 
-        threads = [threading.Thread(target=client_loop, args=(k,)) for k in range(clients)]
-        start = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - start
-        rest = rest_api(url, texts, clients, per_client)
+        gradio = load(f"Gradio API (gradio_client), {clients} concurrent clients x {per_client}", gradio_client,
+                      clients, per_client)
+
+        def rest_client(k: int) -> Callable[[int], None]:
+            return lambda i: post_json(url + "api/predict", {"text": texts[(i + k) % len(texts)]})
+
+        post_json(url + "api/predict", {"text": texts[0]})
+        rest = load(f"REST POST /api/predict, {clients} concurrent clients x {per_client * 2}", rest_client, clients,
+                    per_client * 2)
     finally:
         server.terminate()
         server.wait(20)
-    return (f"Gradio API (gradio_client), {clients} concurrent clients x {per_client}: p50 {statistics.median(times):.1f} ms, "
-            f"p95 {percentile(times, 95):.1f} ms, {len(times) / wall:.1f} requests/s\n{rest}")
+    return f"{gradio}\n{rest}"
 
 
-def rest_api(url: str, texts: list[str], clients: int, per_client: int) -> str:
-    """POST /api/predict, the one-round-trip JSON endpoint, with plain HTTP clients."""
+def post_json(url: str, payload: dict) -> None:
     import json
     import urllib.request
 
-    def call(text: str) -> None:
-        req = urllib.request.Request(url + "api/predict", data=json.dumps({"text": text}).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req) as r:
-            r.read()
+    req = urllib.request.Request(url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req) as r:
+        r.read()
 
-    call(texts[0])
+
+def load(title: str, make_client: Callable[[int], Callable[[int], None]], clients: int, calls: int) -> str:
+    """``clients`` threads, each making ``calls`` timed calls with its own client; p50/p95 and throughput."""
     times: list[float] = []
     lock = threading.Lock()
 
     def loop(k: int) -> None:
-        for i in range(per_client * 2):
+        call = make_client(k)
+        for i in range(calls):
             start = time.perf_counter()
-            call(texts[(i + k) % len(texts)])
+            call(i)
             with lock:
                 times.append(1000 * (time.perf_counter() - start))
 
@@ -126,8 +121,8 @@ def rest_api(url: str, texts: list[str], clients: int, per_client: int) -> str:
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
-    return (f"REST POST /api/predict, {clients} concurrent clients x {per_client * 2}: p50 {statistics.median(times):.1f} ms, "
-            f"p95 {percentile(times, 95):.1f} ms, {len(times) / wall:.1f} requests/s")
+    return (f"{title}: p50 {statistics.median(times):.1f} ms, p95 {percentile(times, 95):.1f} ms, "
+            f"{len(times) / wall:.1f} requests/s")
 
 
 def main() -> None:

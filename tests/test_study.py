@@ -215,3 +215,33 @@ def test_same_seed_gives_identical_metrics(tiny_models: dict) -> None:
         runs.append(train(model, tok, tr, va, cfg, task="single_label", head_prefixes=head_prefixes(model, spec)).history)
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
+
+
+def test_a_better_model_kept_by_another_worker_is_not_overwritten(tiny_models: dict, studies: Path) -> None:
+    import json
+
+    import textclf.study as study_mod
+    from textclf.backbones import load_tokenizer, resolve_backbone
+    from textclf.data import load_data
+
+    cfg = StudyConfig(study="w2", data="demo", backbones=["tiny-bert"], trials=1, **FAST)
+    run_study(cfg, progress=False, log=quiet)
+    folder = best_model_dir(load_study("w2"))
+    meta = folder / "textclf.json"
+    raw = json.loads(meta.read_text())
+    raw["metrics"]["validation"]["accuracy"], raw["trial"] = 2.0, 99  # as if another worker kept a better one
+    meta.write_text(json.dumps(raw))
+
+    class FinishedTrial:  # a trial better than every one in the storage, but worse than the kept model
+        number, user_attrs, study = 7, {}, load_study("w2")
+
+        def set_user_attr(self, key: str, value: object) -> None:
+            self.user_attrs[key] = value
+
+    runner = study_mod._Runner(cfg, load_data("demo"), ["tiny-bert"], "accuracy", folder.parent, False, quiet)
+    tok = load_tokenizer(resolve_backbone("tiny-bert"))
+    model = runner.fresh_model("tiny-bert", tok.pad_token_id, cfg.seed)
+    runner._keep_if_best(FinishedTrial(), {"backbone": "tiny-bert"}, model, tok, {"accuracy": 1.5}, 1.5, None)
+    assert json.loads(meta.read_text())["trial"] == 99
+    runner._keep_if_best(FinishedTrial(), {"backbone": "tiny-bert"}, model, tok, {"accuracy": 2.5}, 2.5, None)
+    assert json.loads(meta.read_text())["trial"] == 7  # a better one does replace it

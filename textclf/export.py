@@ -5,6 +5,7 @@ Folders are written under a temporary name and renamed into place, so a reader n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -79,7 +80,7 @@ def _model_card(info: ModelInfo) -> str:
 def _replace_dir(tmp: Path, out: Path) -> None:
     """Move ``tmp`` to ``out``; an existing ``out`` is moved aside first and removed after."""
     old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-    if out.exists():
+    with contextlib.suppress(FileNotFoundError):  # nothing there yet (or another writer just moved it aside)
         os.replace(out, old)
     os.replace(tmp, out)
     shutil.rmtree(old, ignore_errors=True)

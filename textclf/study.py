@@ -390,10 +390,22 @@ class _Runner:
         if others and value <= max(others):
             return
         out = self.models_dir / _safe_dirname(backbone)
+        try:  # another worker sharing the folder may have kept a better model since the check above
+            kept = ModelInfo.load(out).metrics.get("validation", {}).get(self.metric)
+        except (TextclfError, OSError, ValueError):
+            kept = None
+        if kept is not None and value <= kept:
+            return
         info = ModelInfo(label_names=self.data.label_names, task=self.data.task, backbone=backbone, threshold=threshold,
                          metrics={"validation": metrics}, params=params, data=self.data.describe(),
                          study=self.cfg.study, trial=trial.number)
-        save_model(model, tok, out, info)
+        try:
+            save_model(model, tok, out, info)
+        except (OSError, TextclfError) as exc:
+            # The trial itself finished: its result stays in the storage even if its model cannot be kept.
+            trial.set_user_attr("model_save_error", f"{type(exc).__name__}: {exc}"[:300])
+            self.log(f"trial {trial.number}: model not kept: {exc}")
+            return
         trial.set_user_attr("model_dir", str(out))
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from textclf.metrics import choose_threshold, compute_metrics, detailed_report, label_matrix
 
@@ -28,3 +29,25 @@ def test_report_has_per_class_scores_and_confusion_matrix() -> None:
     r = detailed_report("single_label", [0, 1, 1], probs, ["neg", "pos"])
     assert r["confusion_matrix"] == [[1, 0], [1, 1]]
     assert r["per_class"]["pos"]["recall"] == 0.5
+
+
+def test_per_class_thresholds_fit_classes_that_need_different_cuts() -> None:
+    from textclf.metrics import choose_class_thresholds
+
+    # Class 0 separates at ~0.7, class 1 at ~0.2: no single threshold gets both right.
+    y = [[0], [0], [], [1], [1], []]
+    probs = np.array([[0.8, 0.0], [0.75, 0.1], [0.6, 0.1], [0.1, 0.3], [0.2, 0.25], [0.1, 0.12]])
+    per = choose_class_thresholds(label_matrix(y, 2), probs)
+    assert 0.6 < per[0] <= 0.75 and 0.12 < per[1] <= 0.25
+    m_per = compute_metrics("multi_label", y, probs, threshold_mode="per_class")
+    m_glob = compute_metrics("multi_label", y, probs)
+    assert m_per["threshold"] == per and m_per["macro_f1"] == 1.0 > m_glob["macro_f1"]
+
+
+def test_balanced_class_weights() -> None:
+    from textclf.train import class_weights
+
+    w = class_weights([0, 0, 0, 1], "single_label", 2).tolist()
+    assert w == [pytest.approx(4 / 6), pytest.approx(2.0)]
+    pw = class_weights([[0], [0, 1], [0], []], "multi_label", 3).tolist()
+    assert pw == [pytest.approx(1.0), pytest.approx(3.0), pytest.approx(4.0)]  # (4-3)/3 floored at 1; 3/1; 4/max(0,1)

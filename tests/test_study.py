@@ -245,3 +245,20 @@ def test_a_better_model_kept_by_another_worker_is_not_overwritten(tiny_models: d
     assert json.loads(meta.read_text())["trial"] == 99
     runner._keep_if_best(FinishedTrial(), {"backbone": "tiny-bert"}, model, tok, {"accuracy": 2.5}, 2.5, None)
     assert json.loads(meta.read_text())["trial"] == 7  # a better one does replace it
+
+
+def test_multi_label_per_class_thresholds_travel_to_the_predictor(tiny_models: dict, studies: Path) -> None:
+    from textclf.export import copy_model
+    from textclf.predict import Predictor
+
+    cfg = StudyConfig(study="pc", data="demo-multilabel", backbones=["tiny-bert"], trials=1, threshold_mode="per_class",
+                      class_weight="balanced", **FAST)
+    summary = run_study(cfg, progress=False, log=quiet)
+    thresholds = summary["best"]["metrics"]["threshold"]
+    assert isinstance(thresholds, list) and len(thresholds) == 4
+    predictor = Predictor.from_dir(copy_model(best_model_dir(load_study("pc")), studies / "pc"))
+    assert predictor.info.threshold == thresholds
+    [pred] = predictor.predict("About the lamp: it arrived two days late.")
+    names = predictor.info.label_names
+    assert pred.labels == [n for n, p in pred.probabilities.items() if p >= thresholds[names.index(n)]]
+    assert "own threshold" in (best_model_dir(load_study("pc")) / "README.md").read_text()

@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop a trial after this many evaluations without improvement")
     run.add_argument("--seeds", type=int, default=None, metavar="K",
                      help="re-run each backbone's best configuration with K more seeds: mean ± spread per backbone")
+    run.add_argument("--thresholds", dest="threshold_mode", default=None, choices=["global", "per_class"],
+                     help="multi-label decision thresholds chosen on validation: one global, or one per class")
+    run.add_argument("--class-weight", default=None, choices=["none", "balanced"],
+                     help="balanced: weight the loss by inverse class frequency (imbalanced data)")
     run.add_argument("--text-column", default=None)
     run.add_argument("--label-column", default=None)
     run.add_argument("--task", default=None, choices=["single_label", "multi_label"])
@@ -120,7 +124,8 @@ def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
                       max_length=opts["max_length"], evals_per_epoch=opts["evals_per_epoch"],
                       text_column=opts.get("text_column"), label_column=opts.get("label_column"), task=opts.get("task"),
                       dropout=opts.get("dropout"), early_stopping_patience=opts.get("early_stopping_patience"),
-                      seeds=opts.get("seeds") or 0)
+                      seeds=opts.get("seeds") or 0, threshold_mode=opts.get("threshold_mode") or "global",
+                      class_weight=opts.get("class_weight") or "none")
     return run_study(cfg, progress=not args.json and sys.stderr.isatty())
 
 

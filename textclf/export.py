@@ -26,7 +26,7 @@ class ModelInfo:
     label_names: list[str]
     task: str
     backbone: str
-    threshold: float | None = None
+    threshold: float | list[float] | None = None  # multi-label: one global threshold or one per class
     metrics: dict[str, Any] = field(default_factory=dict)   # {"validation": {...}, "test": {...}}
     params: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
@@ -56,7 +56,11 @@ def _model_card(info: ModelInfo) -> str:
         f"Task: {info.task.replace('_', '-')} classification over {len(info.label_names)} labels: "
         + ", ".join(f"`{n}`" for n in info.label_names) + ".",
     ]
-    if info.threshold is not None:
+    if isinstance(info.threshold, list):
+        lines.append("A label is predicted when its sigmoid probability is at least its own threshold, chosen per "
+                     "class on the validation split: " + ", ".join(f"`{n}` {t:.2f}" for n, t in
+                                                                     zip(info.label_names, info.threshold, strict=True)) + ".")
+    elif info.threshold is not None:
         lines.append(f"A label is predicted when its sigmoid probability is at least {info.threshold:.2f} "
                      "(chosen on the validation split).")
     if info.study is not None:

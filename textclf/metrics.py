@@ -43,21 +43,42 @@ def choose_threshold(y_true: np.ndarray, probs: np.ndarray, metric: str = "macro
     return best_t
 
 
-def compute_metrics(task: str, labels: list[Any], probs: np.ndarray, *, threshold: float | None = None,
-                    metric: str = "macro_f1") -> dict[str, float]:
-    """Accuracy, macro-F1 and micro-F1; for multi-label also the threshold used (chosen here if not given)."""
+THRESHOLD_MODES = ("global", "per_class")
+
+
+def choose_class_thresholds(y_true: np.ndarray, probs: np.ndarray) -> list[float]:
+    """One threshold per class, each maximising that class's F1 on the grid (0.5 for a class with no positives)."""
+    from sklearn.metrics import f1_score
+
+    out = []
+    for c in range(probs.shape[1]):
+        if y_true[:, c].sum() == 0:
+            out.append(0.5)
+            continue
+        scored = [(f1_score(y_true[:, c], probs[:, c] >= t, zero_division=0), -abs(t - 0.5), float(t))
+                  for t in THRESHOLD_GRID]
+        out.append(max(scored)[2])
+    return out
+
+
+def compute_metrics(task: str, labels: list[Any], probs: np.ndarray, *, threshold: float | list[float] | None = None,
+                    metric: str = "macro_f1", threshold_mode: str = "global") -> dict[str, Any]:
+    """Accuracy, macro-F1 and micro-F1; for multi-label also the threshold(s) used: chosen here on these labels when
+    not given (one global threshold, or one per class with ``threshold_mode="per_class"``)."""
     if task == "single_label":
         return _scores(np.asarray(labels), probs.argmax(axis=1))
     y_true = label_matrix(labels, probs.shape[1])
-    t = choose_threshold(y_true, probs, metric) if threshold is None else threshold
-    out = _scores(y_true, (probs >= t).astype(np.int64))
+    if threshold is None:
+        threshold = (choose_class_thresholds(y_true, probs) if threshold_mode == "per_class"
+                     else choose_threshold(y_true, probs, metric))
+    out: dict[str, Any] = _scores(y_true, (probs >= np.asarray(threshold)).astype(np.int64))
     out["subset_accuracy"] = out["accuracy"]
-    out["threshold"] = t
+    out["threshold"] = threshold
     return out
 
 
 def detailed_report(task: str, labels: list[Any], probs: np.ndarray, label_names: list[str],
-                    threshold: float = 0.5) -> dict[str, Any]:
+                    threshold: float | list[float] = 0.5) -> dict[str, Any]:
     """Per-class precision/recall/F1/support, and the confusion matrix for single-label."""
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
@@ -65,7 +86,7 @@ def detailed_report(task: str, labels: list[Any], probs: np.ndarray, label_names
     if task == "single_label":
         y_true, y_pred = np.asarray(labels), probs.argmax(axis=1)
     else:
-        y_true, y_pred = label_matrix(labels, n), (probs >= threshold).astype(np.int64)
+        y_true, y_pred = label_matrix(labels, n), (probs >= np.asarray(threshold)).astype(np.int64)
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=None if task != "single_label" else list(range(n)),
                                                  zero_division=0)
     report: dict[str, Any] = {

@@ -84,7 +84,7 @@ class Predictor:
 
     def _close_calls(self, p: np.ndarray) -> np.ndarray:
         if self.info.task == "multi_label":
-            t = self.info.threshold if self.info.threshold is not None else 0.5
+            t = np.asarray(self.info.threshold if self.info.threshold is not None else 0.5)
             return np.flatnonzero((np.abs(p - t) < CLOSE_CALL).any(axis=1))
         if p.shape[1] < 2:
             return np.zeros(0, dtype=int)
@@ -98,12 +98,14 @@ class Predictor:
             if not isinstance(text, str) or not text.strip():
                 raise DataError(f"text {i + 1} is empty: expected some words to classify; type a sentence")
         names = self.info.label_names
-        threshold = self.info.threshold if self.info.threshold is not None else 0.5
+        # One global threshold, or one per class (broadcast against each row of probabilities).
+        threshold = np.broadcast_to(np.asarray(self.info.threshold if self.info.threshold is not None else 0.5),
+                                    (len(names),))
         out = []
         for text, p in zip(texts, self.predict_proba(texts), strict=True):
             order = np.argsort(-p)
             if self.info.task == "multi_label":
-                labels = [names[i] for i in order if p[i] >= threshold]
+                labels = [names[i] for i in order if p[i] >= threshold[i]]
             else:
                 labels = [names[order[0]]]
             out.append(Prediction(text, names[order[0]], labels, {names[i]: float(p[i]) for i in order}))

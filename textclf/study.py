@@ -86,6 +86,8 @@ class StudyConfig:
     models_dir: str | None = None
     precision: str = "auto"
     seeds: int = 0  # re-run each backbone's best configuration with this many more seeds
+    threshold_mode: str = "global"  # multi-label decision thresholds: "global" or "per_class", chosen on validation
+    class_weight: str = "none"  # "balanced": loss weighted by inverse class frequency
 
 
     def __post_init__(self) -> None:
@@ -104,6 +106,10 @@ class StudyConfig:
             raise ConfigError(f"early_stopping_patience must be at least 1, got {self.early_stopping_patience}")
         if not 0 <= self.seeds <= 20:
             raise ConfigError(f"seeds must be between 0 and 20, got {self.seeds}")
+        if self.threshold_mode not in ("global", "per_class"):
+            raise ConfigError(f"threshold_mode must be 'global' or 'per_class', got {self.threshold_mode!r}")
+        if self.class_weight not in ("none", "balanced"):
+            raise ConfigError(f"class_weight must be 'none' or 'balanced', got {self.class_weight!r}")
         if self.pruner not in PRUNERS:
             raise ConfigError(f"pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
         if self.backbones is not None:
@@ -128,7 +134,7 @@ def studies_dir() -> Path:
 
 PRESET_KEYS = {"data", "backbones", "trials", "timeout", "max_train_samples", "epochs", "metric", "seed", "pruner",
                "lr_range", "ratio_range", "batch_sizes", "max_length", "evals_per_epoch", "text_column", "label_column",
-               "task", "storage", "dropout", "early_stopping_patience", "seeds"}
+               "task", "storage", "dropout", "early_stopping_patience", "seeds", "threshold_mode", "class_weight"}
 
 
 def load_preset(study: str) -> dict[str, Any]:
@@ -335,7 +341,8 @@ class _Runner:
                           warmup_fraction=params["warmup_fraction"], layer_decay=self.cfg.layer_decay,
                           max_length=self.cfg.max_length, evals_per_epoch=self.cfg.evals_per_epoch,
                           seed=seed, precision=self.cfg.precision, metric=self.metric,
-                          early_stopping_patience=self.cfg.early_stopping_patience)
+                          early_stopping_patience=self.cfg.early_stopping_patience,
+                          threshold_mode=self.cfg.threshold_mode, class_weight=self.cfg.class_weight)
         curve: list[dict[str, float]] = []
 
         def on_eval(step: int, metrics: dict[str, float]) -> None:
@@ -368,16 +375,17 @@ class _Runner:
         value = result.metrics[self.metric]
         threshold = result.metrics.get("threshold")
         trial.set_user_attr("learning_curve", curve)
-        trial.set_user_attr("metrics", {k: float(v) for k, v in result.metrics.items()})
+        trial.set_user_attr("metrics", {k: [float(x) for x in v] if isinstance(v, list) else float(v)
+                                        for k, v in result.metrics.items()})
         trial.set_user_attr("train_time_s", result.train_time_s)
         trial.set_user_attr("latency_ms", _latency_ms(model, tok, data.validation.texts, cfg.max_length))
         trial.set_user_attr("report", detailed_report(data.task, data.validation.labels, result.val_probs,
-                                                      data.label_names, threshold or 0.5))
+                                                      data.label_names, 0.5 if threshold is None else threshold))
         self._keep_if_best(trial, params, model, tok, result.metrics, value, threshold)
         return value
 
     def _keep_if_best(self, trial: Any, params: dict[str, Any], model: Any, tok: Any, metrics: dict[str, float],
-                      value: float, threshold: float | None) -> None:
+                      value: float, threshold: float | list[float] | None) -> None:
         """Save the model only if it beats this backbone's best so far: disk is finite."""
         import optuna
 

@@ -48,6 +48,8 @@ class TrainConfig:
     seed: int = 42
     precision: str = "auto"
     metric: str | None = None
+    threshold_mode: str = "global"   # multi-label: one decision threshold, or one per class ("per_class")
+    class_weight: str = "none"       # "balanced": weight the loss by inverse class frequency (imbalanced data)
 
     def __post_init__(self) -> None:
         positive = {"lr": self.lr, "head_lr_ratio": self.head_lr_ratio, "batch_size": self.batch_size,
@@ -70,6 +72,10 @@ class TrainConfig:
             raise ConfigError(f"early_stopping_patience must be >= 1, got {self.early_stopping_patience!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.threshold_mode not in ("global", "per_class"):
+            raise ConfigError(f"threshold_mode must be 'global' or 'per_class', got {self.threshold_mode!r}")
+        if self.class_weight not in ("none", "balanced"):
+            raise ConfigError(f"class_weight must be 'none' or 'balanced', got {self.class_weight!r}")
         if self.metric is not None and self.metric not in METRICS:
             raise ConfigError(f"metric must be one of {METRICS}, got {self.metric!r}")
 
@@ -266,6 +272,20 @@ def predict_logits(model: Any, tokenizer: Any, enc: Encoded, *, batch_size: int 
     return out
 
 
+def class_weights(labels: list[Any], task: str, num_labels: int, device: str = "cpu") -> Any:
+    """Single-label: n / (k * count_c), scikit-learn's "balanced" weights for cross-entropy. Multi-label: the BCE
+    pos_weight negatives / positives per class, capped at 50 so a class seen once cannot dominate the loss."""
+    import torch
+
+    if task == "single_label":
+        counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_labels).astype(np.float64)
+        w = np.where(counts > 0, len(labels) / (num_labels * np.maximum(counts, 1)), 0.0)
+    else:
+        pos = label_matrix(labels, num_labels).sum(axis=0).astype(np.float64)
+        w = np.clip((len(labels) - pos) / np.maximum(pos, 1), 1.0, 50.0)
+    return torch.tensor(w, dtype=torch.float32, device=device)
+
+
 # ------------------------------------------------------------------------------------------------------ loop
 EvalCallback = Callable[[int, dict[str, float]], None]
 StepCallback = Callable[[int, int], None]
@@ -303,6 +323,7 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
         eval_points = {round(i * steps_per_epoch / k) for i in range(1, k + 1)}
     lengths = [len(f["input_ids"]) for f in train_enc.features]
     rng = random.Random(cfg.seed)
+    weight = class_weights(train_enc.labels, task, num_labels, device) if cfg.class_weight == "balanced" else None
 
     history: list[dict[str, float]] = []
     best_value, best_state, best_probs, best_metrics = -math.inf, None, None, {}
@@ -317,7 +338,7 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
                                 device=device)
         model.train()
         probs = softmax_or_sigmoid(logits, task)
-        metrics = compute_metrics(task, val_enc.labels, probs, metric=metric)
+        metrics = compute_metrics(task, val_enc.labels, probs, metric=metric, threshold_mode=cfg.threshold_mode)
         row = {"step": step, "epoch": step / steps_per_epoch, "train_loss": running_loss / max(n_loss, 1), **metrics}
         history.append(row)
         running_loss, n_loss = 0.0, 0
@@ -343,8 +364,8 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
                 with _autocast(precision, device):
                     logits = model(**inputs).logits
                 logits = logits.float()  # the loss in fp32: bf16 log-softmax loses too much precision
-                loss = (F.cross_entropy(logits, y) if task == "single_label"
-                        else F.binary_cross_entropy_with_logits(logits, y))
+                loss = (F.cross_entropy(logits, y, weight=weight) if task == "single_label"
+                        else F.binary_cross_entropy_with_logits(logits, y, pos_weight=weight))
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(f"loss became {loss.item()} at step {step}; lower the learning rate")
                 loss.backward()

@@ -218,7 +218,7 @@ def build_demo(storage: str | None = None, studies_dir: str | None = None, publi
 
             if not name:
                 return ("Open a study in the Study section; charts update while it runs.", *[None] * len(plots))
-            figs = all_charts(load_study(name, cfg.storage_url))
+            figs = all_charts(load_study(name, dash.storage))
             return (f"Study **{name}** — every score is on the validation split.", *[figs[k] for k in plots])
 
         compare_outputs = [compare_md, *plots.values()]

@@ -217,6 +217,16 @@ class Dashboard:
         self.cfg = cfg
         self.studies = StudyManager(cfg)
         self.models = ModelStore(cfg.models_dir)
+        self._storage: Any = None
+
+    @property
+    def storage(self) -> Any:
+        """One opened storage for the app's lifetime: the live views poll it every few seconds."""
+        if self._storage is None:
+            from textclf.study import open_storage
+
+            self._storage = open_storage(self.cfg.storage_url)
+        return self._storage
 
     # ---------------------------------------------------------------- Data
     def resolve_data(self, preset: str | None, upload: str | None, hub_id: str | None) -> str:
@@ -316,7 +326,7 @@ class Dashboard:
 
         if not study:
             raise ConfigError("open a study first (the list under 'Open a study in the storage')")
-        attrs = load_study(study, self.cfg.storage_url).user_attrs.get(ATTR, {})
+        attrs = load_study(study, self.storage).user_attrs.get(ATTR, {})
         if not attrs.get("data"):
             raise ConfigError(f"study {study!r} was not made by textclf (no data recorded); start a new study instead")
         trials = int(trials)
@@ -331,7 +341,7 @@ class Dashboard:
     def list_studies(self) -> list[str]:
         from textclf.study import list_studies
 
-        return list_studies(self.cfg.storage_url)
+        return list_studies(self.storage)
 
     def study_status(self, study: str | None) -> tuple[list[list[Any]], str]:
         """The live trial table and a progress line for ``study``."""
@@ -340,7 +350,7 @@ class Dashboard:
 
         if not study:
             return [], "No study selected."
-        data = study_data(load_study(study, self.cfg.storage_url))
+        data = study_data(load_study(study, self.storage))
         rows = []
         for t in data.trials:
             p = t.params

@@ -172,9 +172,13 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
-def open_storage(url: str | None = None) -> Any:
+def open_storage(url: Any = None) -> Any:
+    """An Optuna RDB storage for ``url`` (see :func:`resolve_storage`); an already opened storage is returned as is,
+    so long-lived callers (the dashboard) open one engine instead of one per call."""
     import optuna
 
+    if isinstance(url, optuna.storages.BaseStorage):
+        return url
     resolved = resolve_storage(url)
     # Heartbeats: a worker that dies mid-trial leaves a RUNNING trial; once its heartbeat is older than the grace
     # period, the next trial started on this storage (by any worker) marks it failed and enqueues a retry.
@@ -199,7 +203,7 @@ def open_storage(url: str | None = None) -> Any:
     raise AssertionError("unreachable")
 
 
-def load_study(name: str, storage: str | None = None) -> Any:
+def load_study(name: str, storage: Any = None) -> Any:
     import optuna
 
     check_study_name(name)
@@ -208,11 +212,11 @@ def load_study(name: str, storage: str | None = None) -> Any:
         return optuna.load_study(study_name=name, storage=store)
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(store)]
-        raise ConfigError(f"no study named {name!r} in {redact(resolve_storage(storage))}; existing studies: "
-                          f"{', '.join(names) or 'none'}") from None
+        where = redact(resolve_storage(storage)) if storage is None or isinstance(storage, str) else "this storage"
+        raise ConfigError(f"no study named {name!r} in {where}; existing studies: {', '.join(names) or 'none'}") from None
 
 
-def list_studies(storage: str | None = None) -> list[str]:
+def list_studies(storage: Any = None) -> list[str]:
     import optuna
 
     return [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))]

@@ -305,8 +305,9 @@ def seed_variance(data: StudyData) -> Any:
                                  name=f"{b}: {mean:.4f} ± {std:.4f} (n={len(vals)})"))
         fig.add_trace(go.Scatter(x=[b] * len(vals), y=vals, mode="markers", marker={"size": 7, "color": colors.get(b),
                                  "opacity": 0.5}, showlegend=False, hovertemplate="%{y:.4f}<extra></extra>"))
-    ranked = sorted(stats.items(), key=lambda kv: -kv[1][0])
-    if len(ranked) > 1 and ranked[0][1][0] - ranked[0][1][1] <= ranked[1][1][0] + ranked[1][1][1]:
+    from textclf.study import ranking_supported
+
+    if ranking_supported({b: {"mean": m, "std": s} for b, (m, s) in stats.items()}) is False:
         title += " — ranking NOT supported by the spread"
     _baseline_line(fig, data)
     return _layout(fig, title, yaxis_title=data.metric)

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from textclf.errors import TextclfError
+from textclf.metrics import THRESHOLD_MODES
+from textclf.train import CLASS_WEIGHTS
 
 EXIT_USAGE = 2
 
@@ -49,9 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop a trial after this many evaluations without improvement")
     run.add_argument("--seeds", type=int, default=None, metavar="K",
                      help="re-run each backbone's best configuration with K more seeds: mean ± spread per backbone")
-    run.add_argument("--thresholds", dest="threshold_mode", default=None, choices=["global", "per_class"],
+    run.add_argument("--thresholds", dest="threshold_mode", default=None, choices=list(THRESHOLD_MODES),
                      help="multi-label decision thresholds chosen on validation: one global, or one per class")
-    run.add_argument("--class-weight", default=None, choices=["none", "balanced"],
+    run.add_argument("--class-weight", default=None, choices=list(CLASS_WEIGHTS),
                      help="balanced: weight the loss by inverse class frequency (imbalanced data)")
     run.add_argument("--text-column", default=None)
     run.add_argument("--label-column", default=None)

@@ -41,6 +41,9 @@ class Predictor:
 
         self.model, self.tokenizer, self.info = model, tokenizer, info
         self.max_length = min(max_length, int(getattr(tokenizer, "model_max_length", max_length) or max_length))
+        # One global threshold or one per class, as one value per label (0.5 where the folder has none).
+        t = info.threshold if info.threshold is not None else 0.5
+        self.thresholds = np.broadcast_to(np.asarray(t, dtype=float), (len(info.label_names),))
         self.fast = None
         on_cpu = next(model.parameters()).device.type == "cpu"
         if precision == "bf16" or (precision == "auto" and on_cpu and bf16_supported("cpu")):
@@ -84,8 +87,7 @@ class Predictor:
 
     def _close_calls(self, p: np.ndarray) -> np.ndarray:
         if self.info.task == "multi_label":
-            t = np.asarray(self.info.threshold if self.info.threshold is not None else 0.5)
-            return np.flatnonzero((np.abs(p - t) < CLOSE_CALL).any(axis=1))
+            return np.flatnonzero((np.abs(p - self.thresholds) < CLOSE_CALL).any(axis=1))
         if p.shape[1] < 2:
             return np.zeros(0, dtype=int)
         top2 = np.sort(p, axis=1)[:, -2:]
@@ -98,14 +100,11 @@ class Predictor:
             if not isinstance(text, str) or not text.strip():
                 raise DataError(f"text {i + 1} is empty: expected some words to classify; type a sentence")
         names = self.info.label_names
-        # One global threshold, or one per class (broadcast against each row of probabilities).
-        threshold = np.broadcast_to(np.asarray(self.info.threshold if self.info.threshold is not None else 0.5),
-                                    (len(names),))
         out = []
         for text, p in zip(texts, self.predict_proba(texts), strict=True):
             order = np.argsort(-p)
             if self.info.task == "multi_label":
-                labels = [names[i] for i in order if p[i] >= threshold[i]]
+                labels = [names[i] for i in order if p[i] >= self.thresholds[i]]
             else:
                 labels = [names[order[0]]]
             out.append(Prediction(text, names[order[0]], labels, {names[i]: float(p[i]) for i in order}))

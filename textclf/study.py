@@ -23,8 +23,8 @@ from textclf.backbones import check_available, head_prefixes, load_model, load_t
 from textclf.data import TextData, load_data
 from textclf.errors import ConfigError, TextclfError
 from textclf.export import ModelInfo, save_model
-from textclf.metrics import METRICS, default_metric, detailed_report
-from textclf.train import Encoded, TrainConfig, encode, train
+from textclf.metrics import METRICS, THRESHOLD_MODES, default_metric, detailed_report
+from textclf.train import CLASS_WEIGHTS, Encoded, TrainConfig, encode, train
 
 PRUNERS = ("median", "sha", "hyperband", "none")
 STUDY_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
@@ -106,10 +106,10 @@ class StudyConfig:
             raise ConfigError(f"early_stopping_patience must be at least 1, got {self.early_stopping_patience}")
         if not 0 <= self.seeds <= 20:
             raise ConfigError(f"seeds must be between 0 and 20, got {self.seeds}")
-        if self.threshold_mode not in ("global", "per_class"):
-            raise ConfigError(f"threshold_mode must be 'global' or 'per_class', got {self.threshold_mode!r}")
-        if self.class_weight not in ("none", "balanced"):
-            raise ConfigError(f"class_weight must be 'none' or 'balanced', got {self.class_weight!r}")
+        if self.threshold_mode not in THRESHOLD_MODES:
+            raise ConfigError(f"threshold_mode must be one of {THRESHOLD_MODES}, got {self.threshold_mode!r}")
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise ConfigError(f"class_weight must be one of {CLASS_WEIGHTS}, got {self.class_weight!r}")
         if self.pruner not in PRUNERS:
             raise ConfigError(f"pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
         if self.backbones is not None:
@@ -183,7 +183,8 @@ def open_storage(url: Any = None) -> Any:
     # Heartbeats: a worker that dies mid-trial leaves a RUNNING trial; once its heartbeat is older than the grace
     # period, the next trial started on this storage (by any worker) marks it failed and enqueues a retry.
     interval = int(os.environ.get("TEXTCLF_HEARTBEAT_S", "30"))
-    for attempt in range(3):
+    attempt = 0
+    while True:
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna: stderr stays for our own lines
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -195,12 +196,12 @@ def open_storage(url: Any = None) -> Any:
         except Exception as exc:  # SQLAlchemy raises many types for bad URLs and unreachable servers
             # Workers starting together on an empty database race to create its tables: the losers try again.
             if attempt < 2 and "refused" not in str(exc).lower() and "could not translate" not in str(exc).lower():
-                time.sleep(1.0 + attempt)
+                attempt += 1
+                time.sleep(float(attempt))
                 continue
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"cannot open storage {redact(resolved)!r}: {reason[:300]}; check the URL and that the "
                               "database server is running") from exc
-    raise AssertionError("unreachable")
 
 
 def load_study(name: str, storage: Any = None) -> Any:
@@ -560,15 +561,25 @@ def _selectable(trials: list[Any]) -> list[Any]:
     return [t for t in trials if "seed_of" not in t.user_attrs]
 
 
-def enqueue_seed_reruns(study: Any, k: int, base_seed: int) -> int:
-    """Queue the best configuration of each backbone with seeds base+1..base+k (those not run yet)."""
+def _best_per_backbone(trials: list[Any]) -> dict[str, Any]:
+    """Each backbone's best completed trial among those that compete for "best"."""
     import optuna
 
+    best: dict[str, Any] = {}
+    for t in _selectable(trials):
+        if t.state != optuna.trial.TrialState.COMPLETE or t.value is None:
+            continue
+        b = t.params.get("backbone", "?")
+        if b not in best or t.value > best[b].value:
+            best[b] = t
+    return best
+
+
+def enqueue_seed_reruns(study: Any, k: int, base_seed: int) -> int:
+    """Queue the best configuration of each backbone with seeds base+1..base+k (those not run yet)."""
     trials = study.get_trials(deepcopy=False)
-    complete = [t for t in _selectable(trials) if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
     queued = 0
-    for backbone in sorted({t.params.get("backbone") for t in complete}):
-        best = max((t for t in complete if t.params.get("backbone") == backbone), key=lambda t: t.value)
+    for _, best in sorted(_best_per_backbone(trials).items()):
         done = {t.user_attrs.get("seed") for t in trials if t.user_attrs.get("seed_of") == best.number}
         for seed in range(base_seed + 1, base_seed + k + 1):
             if seed not in done:
@@ -584,8 +595,7 @@ def seed_spread(trials: list[Any]) -> dict[str, dict[str, Any]]:
 
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
     out: dict[str, dict[str, Any]] = {}
-    for backbone in sorted({t.params.get("backbone") for t in _selectable(complete)}):
-        best = max((t for t in _selectable(complete) if t.params.get("backbone") == backbone), key=lambda t: t.value)
+    for backbone, best in sorted(_best_per_backbone(trials).items()):
         values = [float(best.value)] + [float(t.value) for t in complete if t.user_attrs.get("seed_of") == best.number]
         if len(values) > 1:
             out[backbone] = {"trial": best.number, "n": len(values), "values": values, "mean": float(np.mean(values)),
@@ -643,13 +653,9 @@ def summarize(study: Any, storage_url: str | None = None) -> dict[str, Any]:
     attrs = study.user_attrs.get(ATTR, {})
     trials = study.get_trials(deepcopy=False)
     finished = [t for t in trials if t.state in (ts.COMPLETE, ts.PRUNED)]
-    complete = [t for t in _selectable(trials) if t.state == ts.COMPLETE and t.value is not None]
     spread = seed_spread(trials)
-    per_backbone: dict[str, float] = {}
-    for t in complete:
-        b = t.params.get("backbone", "?")
-        per_backbone[b] = max(per_backbone.get(b, -math.inf), float(t.value))
-    best = max(complete, key=lambda t: t.value) if complete else None
+    per_backbone = {b: float(t.value) for b, t in _best_per_backbone(trials).items()}
+    best = max(_best_per_backbone(trials).values(), key=lambda t: t.value, default=None)
     baseline = attrs.get("baseline")
     return {
         "study": study.study_name,

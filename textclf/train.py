@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 
 from textclf.errors import ConfigError
-from textclf.metrics import METRICS, compute_metrics, default_metric, label_matrix, softmax_or_sigmoid
+from textclf.metrics import METRICS, THRESHOLD_MODES, compute_metrics, default_metric, label_matrix, softmax_or_sigmoid
 
 PRECISIONS = ("auto", "bf16", "fp32")
+CLASS_WEIGHTS = ("none", "balanced")
 
 
 @dataclass
@@ -72,10 +73,10 @@ class TrainConfig:
             raise ConfigError(f"early_stopping_patience must be >= 1, got {self.early_stopping_patience!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.threshold_mode not in ("global", "per_class"):
-            raise ConfigError(f"threshold_mode must be 'global' or 'per_class', got {self.threshold_mode!r}")
-        if self.class_weight not in ("none", "balanced"):
-            raise ConfigError(f"class_weight must be 'none' or 'balanced', got {self.class_weight!r}")
+        if self.threshold_mode not in THRESHOLD_MODES:
+            raise ConfigError(f"threshold_mode must be one of {THRESHOLD_MODES}, got {self.threshold_mode!r}")
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise ConfigError(f"class_weight must be one of {CLASS_WEIGHTS}, got {self.class_weight!r}")
         if self.metric is not None and self.metric not in METRICS:
             raise ConfigError(f"metric must be one of {METRICS}, got {self.metric!r}")
 

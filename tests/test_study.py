@@ -262,3 +262,64 @@ def test_multi_label_per_class_thresholds_travel_to_the_predictor(tiny_models: d
     names = predictor.info.label_names
     assert pred.labels == [n for n, p in pred.probabilities.items() if p >= thresholds[names.index(n)]]
     assert "own threshold" in (best_model_dir(load_study("pc")) / "README.md").read_text()
+
+
+def test_training_stops_at_its_deadline_with_an_evaluation(tiny_models: dict) -> None:
+    import time
+
+    from textclf.backbones import head_prefixes, load_model, load_tokenizer, resolve_backbone
+    from textclf.data import load_data
+    from textclf.train import TrainConfig, encode, train
+
+    data = load_data("demo")
+    spec = resolve_backbone("tiny-bert")
+    tok = load_tokenizer(spec)
+    tr = encode(tok, data.train.texts, data.train.labels, 64)
+    va = encode(tok, data.validation.texts, data.validation.labels, 64)
+    model = load_model(spec, num_labels=3, multi_label=False, seed=1)
+    result = train(model, tok, tr, va, TrainConfig(lr=1e-3, batch_size=8, epochs=50), task="single_label",
+                   head_prefixes=head_prefixes(model, spec), deadline=time.monotonic())
+    assert result.out_of_time and result.stopped_early
+    assert result.steps == 1 and len(result.history) == 1  # the one step taken, evaluated
+    assert "accuracy" in result.metrics
+
+
+def test_time_budget_ends_a_running_trial_with_its_result_kept(tiny_models: dict, studies: Path) -> None:
+    import time
+
+    cfg = StudyConfig(study="budget", data="demo", backbones=["tiny-bert"], trials=5, timeout=6, epochs=100_000,
+                      space=SearchSpace(lr=(1e-3, 1e-3), batch_sizes=(8,)))
+    start = time.monotonic()
+    summary = run_study(cfg, progress=False, log=quiet)
+    assert time.monotonic() - start < 6 + 30  # the budget, one evaluation and the test split: not 100,000 epochs
+    [trial] = load_study("budget").trials
+    assert trial.state.name == "COMPLETE"
+    assert trial.user_attrs["stopped"].startswith("time budget reached after ")
+    assert summary["best"]["trial"] == 0 and (best_model_dir(load_study("budget"), "tiny-bert") / "config.json").is_file()
+
+
+@pytest.mark.parametrize("backbone", ["tiny-bert", "tiny-xlnet"])  # XLNet pads on the left
+def test_many_texts_batched_by_length_give_each_texts_own_probabilities(tiny_models: dict, studies: Path,
+                                                                        backbone: str) -> None:
+    import numpy as np
+
+    from textclf.data import load_data
+    from textclf.predict import Predictor
+
+    run_study(StudyConfig(study=f"b-{backbone}", data="demo", backbones=[backbone], trials=1, **FAST), progress=False,
+              log=quiet)
+    predictor = Predictor.from_dir(best_model_dir(load_study(f"b-{backbone}")), precision="fp32")
+    texts = [*load_data("demo").validation.texts[:20], "ok", "a much longer text " * 8]
+    batched = predictor.predict_proba(texts, batch_size=4)  # sorted by length, so batches mix the original order
+    one_by_one = np.concatenate([predictor.predict_proba([t]) for t in texts])
+    assert batched.shape == (22, 3)
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
+    assert predictor.predict_proba([]).shape == (0, 3)
+    # A folder saved before the padding side was written down still pads the way its family needs.
+    import json
+
+    folder = best_model_dir(load_study(f"b-{backbone}"))
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    assert config.pop("padding_side") == ("left" if backbone == "tiny-xlnet" else "right")
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    assert Predictor.from_dir(folder).tokenizer.padding_side == ("left" if backbone == "tiny-xlnet" else "right")

@@ -33,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="file, folder, preset (demo, sst2, ...) or hub dataset id (required unless studies/STUDY.toml sets it)")
     run.add_argument("--backbones", type=_csv_list, default=None, help="comma-separated, e.g. minilm,scratch:minilm")
     run.add_argument("--trials", type=int, default=None, help="trials to add (default 10)")
-    run.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    run.add_argument("--timeout", type=float, default=None,
+                     help="time budget in seconds, setup included: no trial starts after it, and a trial still running "
+                          "stops there with an evaluation of where it stands (seed re-runs come on top)")
     run.add_argument("--storage", default=None, help="Optuna storage URL (default $TEXTCLF_STORAGE or studies/textclf.db)")
     run.add_argument("--max-train-samples", type=int, default=None, help="stratified subsample of train")
     run.add_argument("--epochs", type=int, default=None, help="fix the number of epochs (default: searched)")

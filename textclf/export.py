@@ -106,6 +106,7 @@ def save_model(model: Any, tokenizer: Any, out: str | Path, info: ModelInfo) -> 
             model.config.textclf_threshold = info.threshold  # extra config keys travel with config.json
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        _record_padding_side(tmp, tokenizer.padding_side)
         (tmp / META_FILE).write_text(json.dumps(asdict(info), indent=2, default=str), encoding="utf-8")
         (tmp / "README.md").write_text(_model_card(info), encoding="utf-8")
         _replace_dir(tmp, out)
@@ -113,6 +114,15 @@ def save_model(model: Any, tokenizer: Any, out: str | Path, info: ModelInfo) -> 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _record_padding_side(folder: Path, side: str) -> None:
+    """save_pretrained keeps only constructor arguments, so a padding side set afterwards (left for XLNet, which
+    classifies from the last token) would be lost and the reloaded tokenizer would pad on the right: write it down."""
+    path = folder / "tokenizer_config.json"
+    config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    config["padding_side"] = side
+    path.write_text(json.dumps(config, indent=2), encoding="utf-8")
 
 
 def copy_model(src: str | Path, out: str | Path) -> Path:

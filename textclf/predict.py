@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ class Predictor:
 
     @classmethod
     def from_dir(cls, folder: str | Path, *, attn_implementation: str | None = None, precision: str = "auto") -> Predictor:
-        from textclf.backbones import _quiet_transformers
+        from textclf.backbones import _default_padding_side, _family_of, _quiet_transformers
 
         transformers = _quiet_transformers()
         folder = Path(folder).expanduser()
@@ -63,6 +64,11 @@ class Predictor:
             raise TextclfError(f"model folder {str(folder)!r} does not exist; pass a folder written by export")
         info = ModelInfo.load(folder)
         tok = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        tok_config = folder / "tokenizer_config.json"
+        if not (tok_config.is_file() and "padding_side" in json.loads(tok_config.read_text(encoding="utf-8"))):
+            # Folders saved before the padding side was written down: XLNet must still pad on the left.
+            model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type", "")
+            tok.padding_side = _default_padding_side(_family_of(str(model_type)))
         kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
         model = transformers.AutoModelForSequenceClassification.from_pretrained(
             folder, trust_remote_code=False, use_safetensors=True, **kwargs)
@@ -70,20 +76,32 @@ class Predictor:
         return cls(model, tok, info, precision=precision)
 
     def predict_proba(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        """Probabilities per label, in the order of ``texts``. Many texts are tokenised once and batched by length,
+        so a batch pads to its own longest text rather than to the longest of a random mix."""
+        if not texts:
+            return np.zeros((0, len(self.info.label_names)), dtype=np.float32)
+        if len(texts) <= batch_size:  # the live box's path: one tokenizer call, nothing to sort
+            return self._proba(self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                                              return_tensors="pt"))
+        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length)
+        order = np.argsort([len(ids) for ids in enc["input_ids"]], kind="stable")
+        out = np.zeros((len(texts), len(self.info.label_names)), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            batch = self.tokenizer.pad({k: [v[i] for i in idx] for k, v in enc.items()}, return_tensors="pt")
+            out[idx] = self._proba(batch)
+        return out
+
+    def _proba(self, batch: Any) -> np.ndarray:
         import torch
 
-        probs = []
         with torch.inference_mode():
-            for start in range(0, len(texts), batch_size):
-                batch = self.tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
-                                       max_length=self.max_length, return_tensors="pt")
-                p = softmax_or_sigmoid((self.fast or self.model)(**batch).logits.float().numpy(), self.info.task)
-                close = self._close_calls(p) if self.fast is not None else []
-                if len(close):
-                    exact = self.model(**{k: v[close] for k, v in batch.items()}).logits.float().numpy()
-                    p[close] = softmax_or_sigmoid(exact, self.info.task)
-                probs.append(p)
-        return np.concatenate(probs) if probs else np.zeros((0, len(self.info.label_names)))
+            p = softmax_or_sigmoid((self.fast or self.model)(**batch).logits.float().numpy(), self.info.task)
+            close = self._close_calls(p) if self.fast is not None else []
+            if len(close):
+                exact = self.model(**{k: v[close] for k, v in batch.items()}).logits.float().numpy()
+                p[close] = softmax_or_sigmoid(exact, self.info.task)
+        return p
 
     def _close_calls(self, p: np.ndarray) -> np.ndarray:
         if self.info.task == "multi_label":

@@ -298,9 +298,10 @@ class _Runner:
     """Holds what every trial of one ``run`` shares: the data, its tokenised forms per tokenizer, and the config."""
 
     def __init__(self, cfg: StudyConfig, data: TextData, backbones: list[str], metric: str, models_dir: Path,
-                 progress: bool, log: Callable[[str], None]) -> None:
+                 progress: bool, log: Callable[[str], None], deadline: float | None = None) -> None:
         self.cfg, self.data, self.backbones, self.metric = cfg, data, backbones, metric
         self.models_dir, self.progress, self.log = models_dir, progress, log
+        self.deadline = deadline  # time.monotonic() at which the search's time budget ends
         self._encoded: dict[str, tuple[Any, Encoded, Encoded]] = {}
         self._pristine: dict[str, Any] = {}
 
@@ -368,8 +369,10 @@ class _Runner:
         trial.set_user_attr("backbone", params["backbone"])
         trial.set_user_attr("n_params", _n_params(model))
         try:
+            # The time budget bounds the search; seed re-runs (asked for on top of it) always run in full.
             result = train(model, tok, train_enc, val_enc, cfg, task=data.task, head_prefixes=head_prefixes(model, spec),
-                           on_eval=on_eval, on_step=on_step, progress=self.progress)
+                           on_eval=on_eval, on_step=on_step, progress=self.progress,
+                           deadline=None if "seed_of" in trial.user_attrs else self.deadline)
         except optuna.TrialPruned:
             trial.set_user_attr("learning_curve", curve)
             raise
@@ -383,6 +386,9 @@ class _Runner:
         trial.set_user_attr("metrics", {k: [float(x) for x in v] if isinstance(v, list) else float(v)
                                         for k, v in result.metrics.items()})
         trial.set_user_attr("train_time_s", result.train_time_s)
+        if result.out_of_time:
+            done = result.steps / math.ceil(len(train_enc) / cfg.batch_size)
+            trial.set_user_attr("stopped", f"time budget reached after {done:.2f} of {cfg.epochs} epochs")
         trial.set_user_attr("latency_ms", _latency_ms(model, tok, data.validation.texts, cfg.max_length))
         trial.set_user_attr("report", detailed_report(data.task, data.validation.labels, result.val_probs,
                                                       data.label_names, 0.5 if threshold is None else threshold))
@@ -470,6 +476,8 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
     from textclf.baseline import tfidf_baseline
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    # The time budget counts from here (setup included) and also stops a trial still running when it ends.
+    deadline = time.monotonic() + cfg.timeout if cfg.timeout else None
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own one-line-per-trial log replaces Optuna's
     storage_url = resolve_storage(cfg.storage)
     storage = open_storage(storage_url)
@@ -528,7 +536,7 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
     log(f"study {cfg.study!r} in {redact(storage_url)}: {len(study.trials)} trial(s) so far; adding {cfg.trials} "
         f"over {', '.join(backbones)} ({data.task}, {metric} on validation; baseline {stored['baseline']['value']:.4f})")
 
-    runner = _Runner(cfg, data, backbones, metric, models_dir, progress, log)
+    runner = _Runner(cfg, data, backbones, metric, models_dir, progress, log, deadline)
 
     done = [0]
 
@@ -536,14 +544,15 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
         done[0] += 1
         backbone = trial.params.get("backbone", "?")
         value = f"{trial.value:.4f}" if trial.value is not None else "-"
-        reason = trial.user_attrs.get("fail_reason", "")
+        reason = trial.user_attrs.get("fail_reason") or trial.user_attrs.get("stopped", "")
         secs = trial.duration.total_seconds() if trial.duration else 0.0
         log(f"[{done[0]}/{cfg.trials}] trial {trial.number} [{backbone}] {trial.state.name.lower()} "
             f"{metric}={value} in {secs:.0f}s "
             f"(lr={trial.params.get('lr', 0):.2e}, head_lr_ratio={trial.params.get('head_lr_ratio', 0):.1f})"
             + (f" — {reason}" if reason else ""))
 
-    study.optimize(runner.objective, n_trials=cfg.trials, timeout=cfg.timeout, catch=(Exception,), callbacks=[report],
+    timeout = None if deadline is None else max(deadline - time.monotonic(), 1e-3)
+    study.optimize(runner.objective, n_trials=cfg.trials, timeout=timeout, catch=(Exception,), callbacks=[report],
                    show_progress_bar=False, gc_after_trial=True)
     if cfg.seeds:
         queued = enqueue_seed_reruns(study, cfg.seeds, cfg.seed)

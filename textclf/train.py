@@ -93,6 +93,7 @@ class TrainResult:
     steps: int
     val_probs: np.ndarray = field(repr=False)
     stopped_early: bool = False
+    out_of_time: bool = False           # stopped at ``deadline``, with an evaluation of where it stood
 
 
 # ------------------------------------------------------------------------------------------------------ precision
@@ -294,11 +295,13 @@ StepCallback = Callable[[int, int], None]
 
 def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg: TrainConfig, *, task: str,
           head_prefixes: Sequence[str], on_eval: EvalCallback | None = None, on_step: StepCallback | None = None,
-          progress: bool = False, device: str | None = None) -> TrainResult:
+          progress: bool = False, device: str | None = None, deadline: float | None = None) -> TrainResult:
     """Fine-tune ``model`` in place and return validation metrics of its best evaluation (whose weights it keeps).
 
     ``on_eval(percent_of_an_epoch_done, metrics)`` is called after each evaluation; the study reports to Optuna
     there and raises ``optuna.TrialPruned`` to stop a hopeless trial. ``on_step(step, total_steps)`` follows progress.
+    At ``deadline`` (a ``time.monotonic()`` value) training stops after an evaluation of where it stands, so a time
+    budget ends with a usable model rather than a lost trial.
     """
     import torch
     import torch.nn.functional as F
@@ -329,7 +332,7 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
     history: list[dict[str, float]] = []
     best_value, best_state, best_probs, best_metrics = -math.inf, None, None, {}
     evals_since_best, step, running_loss, n_loss = 0, 0, 0.0, 0
-    stopped_early = False
+    stopped_early = out_of_time = False
     start = time.perf_counter()
 
     def evaluate() -> bool:
@@ -384,6 +387,11 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
                 if in_epoch in eval_points and evaluate():
                     stopped_early = True
                     break
+                if deadline is not None and time.monotonic() >= deadline and step < total_steps:
+                    if in_epoch not in eval_points:
+                        evaluate()
+                    stopped_early = out_of_time = True
+                    break
             if stopped_early:
                 break
     finally:
@@ -394,7 +402,7 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
     model.eval()
     assert best_probs is not None  # at least one evaluation ran: every epoch ends with one
     return TrainResult(metrics=best_metrics, history=history, train_time_s=train_time, steps=step,
-                       val_probs=best_probs, stopped_early=stopped_early)
+                       val_probs=best_probs, stopped_early=stopped_early, out_of_time=out_of_time)
 
 
 def config_dict(cfg: TrainConfig) -> dict[str, Any]:

@@ -18,6 +18,8 @@ from pydantic import BaseModel
 
 from textclf.dashboard import ALL_BACKBONES, BEST, DATA_CHOICES, Dashboard, DashboardConfig
 from textclf.errors import TextclfError
+from textclf.metrics import THRESHOLD_MODES
+from textclf.train import CLASS_WEIGHTS
 
 QUICK_DEMO = {"study": "quick-demo", "backbones": ["minilm", "scratch:minilm"], "trials": 4, "epochs": 3}
 TRIAL_HEADERS = ["#", "backbone", "lr", "head/enc", "batch", "epochs", "state", "score", "seconds"]
@@ -97,6 +99,11 @@ def build_demo(storage: str | None = None, studies_dir: str | None = None, publi
                         batch_sizes = gr.CheckboxGroup([8, 16, 32, 64], value=[16, 32], label="Batch sizes")
                         epochs = gr.Slider(0, 8, value=0, step=1, label="Epochs (0 = search 2-5)")
                         seeds = gr.Slider(0, 5, value=0, step=1, label="Seeds: re-run each backbone's best config k times")
+                    with gr.Row():
+                        thresholds = gr.Dropdown(list(THRESHOLD_MODES), value="global",
+                                                 label="Multi-label thresholds (chosen on validation)")
+                        class_weight = gr.Dropdown(list(CLASS_WEIGHTS), value="none",
+                                                   label="Class weights (balanced: for imbalanced labels)")
                 with gr.Row():
                     quick_btn = gr.Button("Quick demo", variant="secondary")
                     start_btn = gr.Button("Start", variant="primary")
@@ -171,13 +178,14 @@ def build_demo(storage: str | None = None, studies_dir: str | None = None, publi
 
         @guarded
         def start(name: str, src: str, bbs: list[str], n: float, tmo: float | None, pr: str, lo: float, hi: float,
-                  rlo: float, rhi: float, bs: list[int], ep: float, k: float) -> tuple[str, Any]:
+                  rlo: float, rhi: float, bs: list[int], ep: float, k: float, thr: str, cw: str) -> tuple[str, Any]:
             msg = dash.start_study(name.strip(), src, bbs, int(n), tmo, (float(lo), float(hi)), (float(rlo), float(rhi)),
-                                   list(bs), None if not ep else int(ep), pr, seeds=int(k))
+                                   list(bs), None if not ep else int(ep), pr, seeds=int(k), threshold_mode=thr,
+                                   class_weight=cw)
             return msg, gr.Dropdown(choices=sorted({*dash.list_studies(), name.strip()}), value=name.strip())
 
         start_inputs = [study_name, source, backbones, trials, timeout, pruner, lr_lo, lr_hi, ratio_lo, ratio_hi,
-                        batch_sizes, epochs, seeds]
+                        batch_sizes, epochs, seeds, thresholds, class_weight]
         start_btn.click(start, start_inputs, [study_msg, existing], api_visibility="private")
 
         @guarded

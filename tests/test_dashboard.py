@@ -168,3 +168,17 @@ def test_rest_predict_endpoint_beside_the_dashboard(trained: Dashboard) -> None:
         unknown = client.post("/api/predict", json={"text": "hi", "model": "../../etc"})
         assert unknown.status_code == 422 and "pick one from the list" in unknown.json()["error"]
         assert client.get("/").status_code == 200  # the dashboard itself
+
+
+def test_study_form_passes_thresholds_and_class_weights_to_the_worker(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    dash = Dashboard(DashboardConfig.from_env(studies_dir=tmp_path))
+    started: list[list[str]] = []
+    monkeypatch.setattr(dash.studies, "start", lambda study, args: started.append(args))
+    dash.start_study("ml", "demo-multilabel", ["minilm"], 2, None, (1e-5, 1e-4), (1, 10), [16], None, "median",
+                     threshold_mode="per_class", class_weight="balanced")
+    args = started[0]
+    assert args[args.index("--thresholds") + 1] == "per_class" and args[args.index("--class-weight") + 1] == "balanced"
+    with pytest.raises(ConfigError, match="thresholds must be one of global, per_class, got 'each'"):
+        dash.start_study("ml", "demo-multilabel", ["minilm"], 2, None, (1e-5, 1e-4), (1, 10), [16], None, "median",
+                         threshold_mode="each")

@@ -29,7 +29,8 @@ def test_single_label_study_compares_backbones(tiny_models: dict, studies: Path)
     t0 = study.trials[0]
     for key in ("metrics", "train_time_s", "n_params", "latency_ms", "learning_curve", "report"):
         assert key in t0.user_attrs
-    assert len(t0.user_attrs["learning_curve"]) == 2  # one evaluation per epoch
+    steps = [p["step"] for p in t0.user_attrs["learning_curve"]]
+    assert len(steps) == 4 and steps[1] == 100 and steps[3] == 200  # 4 evaluations a trial: 2 an epoch of 2
     assert len(t0.user_attrs["report"]["confusion_matrix"]) == 3
     for backbone in ("tiny-bert", "tiny-roberta"):
         assert (best_model_dir(study, backbone) / "model.safetensors").is_file()
@@ -262,6 +263,12 @@ def test_multi_label_per_class_thresholds_travel_to_the_predictor(tiny_models: d
     names = predictor.info.label_names
     assert pred.labels == [n for n, p in pred.probabilities.items() if p >= thresholds[names.index(n)]]
     assert "own threshold" in (best_model_dir(load_study("pc")) / "README.md").read_text()
+    # A bare resume keeps the study's thresholds mode and class weights; a conflicting one is refused.
+    run_study(StudyConfig(study="pc", data="demo-multilabel", trials=1), progress=False, log=quiet)
+    assert isinstance(load_study("pc").trials[-1].user_attrs["learning_curve"][0]["threshold"], list)
+    with pytest.raises(ConfigError, match="threshold_mode="):
+        run_study(StudyConfig(study="pc", data="demo-multilabel", trials=1, threshold_mode="global"), progress=False,
+                  log=quiet)
 
 
 def test_training_stops_at_its_deadline_with_an_evaluation(tiny_models: dict) -> None:

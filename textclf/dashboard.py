@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from textclf.errors import ConfigError, DataError, TextclfError
+from textclf.metrics import THRESHOLD_MODES
+from textclf.train import CLASS_WEIGHTS
 
 ALL_BACKBONES = ["minilm", "scratch:minilm", "bert", "roberta", "xlnet", "distilbert", "distilroberta"]
 DATA_CHOICES = ["demo", "demo-multilabel", "sst2", "trec", "emotion", "ag_news", "banking77", "sms_spam", "go_emotions"]
@@ -288,7 +290,7 @@ class Dashboard:
     def start_study(self, study: str, source: str, backbones: list[str], trials: int, timeout_min: float | None,
                     lr_range: tuple[float, float], ratio_range: tuple[float, float], batch_sizes: list[int],
                     epochs: tuple[int, int] | int | None, pruner: str, max_train_samples: int | None = None,
-                    seeds: int = 0) -> str:
+                    seeds: int = 0, threshold_mode: str = "global", class_weight: str = "none") -> str:
         from textclf.backbones import check_available, resolve_backbone
         from textclf.study import SearchSpace, check_study_name
 
@@ -317,6 +319,11 @@ class Dashboard:
             args += ["--max-train-samples", str(int(n_train))]
         if seeds:
             args += ["--seeds", str(int(seeds))]
+        if threshold_mode not in THRESHOLD_MODES:
+            raise ConfigError(f"thresholds must be one of {', '.join(THRESHOLD_MODES)}, got {threshold_mode!r}")
+        if class_weight not in CLASS_WEIGHTS:
+            raise ConfigError(f"class weights must be one of {', '.join(CLASS_WEIGHTS)}, got {class_weight!r}")
+        args += ["--thresholds", threshold_mode, "--class-weight", class_weight]
         self.studies.start(study, args)
         return f"Study **{study}** started: {trials} trial(s) over {', '.join(backbones)}."
 

@@ -76,7 +76,7 @@ class StudyConfig:
     pruner: str = "median"
     space: SearchSpace | None = None  # None: the stored study's space when resuming, else the defaults
     max_length: int = 128
-    evals_per_epoch: int = 1
+    evals_per_epoch: int | None = None  # None: enough for 4 evaluations (pruning chances) per trial
     layer_decay: float = 1.0
     dropout: float | None = None
     early_stopping_patience: int | None = None
@@ -86,8 +86,8 @@ class StudyConfig:
     models_dir: str | None = None
     precision: str = "auto"
     seeds: int = 0  # re-run each backbone's best configuration with this many more seeds
-    threshold_mode: str = "global"  # multi-label decision thresholds: "global" or "per_class", chosen on validation
-    class_weight: str = "none"  # "balanced": loss weighted by inverse class frequency
+    threshold_mode: str | None = None  # multi-label decision thresholds, chosen on validation: "global" (default) or "per_class"
+    class_weight: str | None = None  # "none" (default) or "balanced": loss weighted by inverse class frequency
 
 
     def __post_init__(self) -> None:
@@ -102,13 +102,15 @@ class StudyConfig:
             raise ConfigError(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.evals_per_epoch is not None and self.evals_per_epoch < 1:
+            raise ConfigError(f"evals_per_epoch must be at least 1, got {self.evals_per_epoch}")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
             raise ConfigError(f"early_stopping_patience must be at least 1, got {self.early_stopping_patience}")
         if not 0 <= self.seeds <= 20:
             raise ConfigError(f"seeds must be between 0 and 20, got {self.seeds}")
-        if self.threshold_mode not in THRESHOLD_MODES:
+        if self.threshold_mode is not None and self.threshold_mode not in THRESHOLD_MODES:
             raise ConfigError(f"threshold_mode must be one of {THRESHOLD_MODES}, got {self.threshold_mode!r}")
-        if self.class_weight not in CLASS_WEIGHTS:
+        if self.class_weight is not None and self.class_weight not in CLASS_WEIGHTS:
             raise ConfigError(f"class_weight must be one of {CLASS_WEIGHTS}, got {self.class_weight!r}")
         if self.pruner not in PRUNERS:
             raise ConfigError(f"pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
@@ -245,6 +247,12 @@ def recipe_params(backbone: str, space: SearchSpace, fixed_epochs: int | None) -
     return params
 
 
+def evals_per_epoch(cfg: StudyConfig, epochs: int) -> int:
+    """The configured evaluations per epoch, or enough for at least 4 per trial: a 1-epoch trial is then evaluated
+    at 25/50/75/100% and the pruner can stop a hopeless one after a quarter of its cost, not at its end."""
+    return cfg.evals_per_epoch or math.ceil(4 / epochs)
+
+
 def suggest(trial: Any, backbones: list[str], space: SearchSpace, fixed_epochs: int | None) -> dict[str, Any]:
     params = {
         "backbone": trial.suggest_categorical("backbone", backbones),
@@ -345,7 +353,7 @@ class _Runner:
         cfg = TrainConfig(lr=params["lr"], head_lr_ratio=params["head_lr_ratio"], batch_size=params["batch_size"],
                           epochs=params["epochs"], weight_decay=params["weight_decay"],
                           warmup_fraction=params["warmup_fraction"], layer_decay=self.cfg.layer_decay,
-                          max_length=self.cfg.max_length, evals_per_epoch=self.cfg.evals_per_epoch,
+                          max_length=self.cfg.max_length, evals_per_epoch=evals_per_epoch(self.cfg, params["epochs"]),
                           seed=seed, precision=self.cfg.precision, metric=self.metric,
                           early_stopping_patience=self.cfg.early_stopping_patience,
                           threshold_mode=self.cfg.threshold_mode, class_weight=self.cfg.class_weight)
@@ -453,14 +461,25 @@ def _setup_attrs(study: Any, cfg: StudyConfig, backbones: list[str], metric: str
     return {"data": cfg.data, "text_column": cfg.text_column, "label_column": cfg.label_column, "task": cfg.task,
             "max_train_samples": cfg.max_train_samples, "seed": cfg.seed, "backbones": backbones, "metric": metric,
             "max_length": cfg.max_length, "epochs": cfg.epochs, "space": asdict(cfg.space),
+            "threshold_mode": cfg.threshold_mode or "global", "class_weight": cfg.class_weight or "none",
             "models_dir": str(models_dir)}
+
+
+def _adopt_stored(cfg: StudyConfig, stored: dict[str, Any]) -> None:
+    """Settings not given again are the study's own, so a bare resume samples the same data, space and loss."""
+    for key in ("epochs", "max_train_samples", "text_column", "label_column", "task", "threshold_mode", "class_weight"):
+        if getattr(cfg, key) is None:
+            setattr(cfg, key, stored.get(key))
+    if cfg.space is None and stored.get("space"):
+        cfg.space = SearchSpace(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored["space"].items()})
 
 
 def _check_resume(stored: dict[str, Any], cfg: StudyConfig, backbones: list[str] | None, metric: str | None) -> None:
     """A resumed study must keep its data, backbones and metric, or its trials stop being comparable."""
     wanted = {"data": cfg.data, "max_train_samples": cfg.max_train_samples, "seed": cfg.seed,
               "backbones": backbones, "metric": metric, "epochs": cfg.epochs,
-              "space": asdict(cfg.space) if cfg.space is not None else None}
+              "space": asdict(cfg.space) if cfg.space is not None else None,
+              "threshold_mode": cfg.threshold_mode, "class_weight": cfg.class_weight}
     for key, value in wanted.items():
         if key == "space" and value is not None and key in stored:
             value = {k: list(v) if isinstance(v, tuple) else v for k, v in value.items()}
@@ -484,12 +503,7 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
     stored = _stored_attrs(storage, cfg.study)
     if stored:
         _check_resume(stored, cfg, cfg.backbones, cfg.metric)
-        # Settings not given again are the study's own, so a bare resume samples the same data and space.
-        for key in ("epochs", "max_train_samples", "text_column", "label_column", "task"):
-            if getattr(cfg, key) is None:
-                setattr(cfg, key, stored.get(key))
-        if cfg.space is None and stored.get("space"):
-            cfg.space = SearchSpace(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored["space"].items()})
+        _adopt_stored(cfg, stored)
     cfg.space = cfg.space or SearchSpace()
     backbones = cfg.backbones or stored.get("backbones") or ["minilm"]
     for name in backbones:  # fail before any data is tokenised or any trial starts
@@ -511,6 +525,7 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
             joined = True
             stored = _stored_attrs(storage, cfg.study, wait_s=120)
             _check_resume(stored, cfg, cfg.backbones, cfg.metric)
+            _adopt_stored(cfg, stored)
             study = optuna.load_study(study_name=cfg.study, storage=storage, pruner=pruner)
         else:
             stored = _setup_attrs(study, cfg, backbones, metric, models_dir)
@@ -520,6 +535,7 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
             for name in backbones:
                 study.enqueue_trial(recipe_params(name, cfg.space, cfg.epochs), user_attrs={"recipe": True},
                                     skip_if_exists=True)
+    cfg.threshold_mode, cfg.class_weight = cfg.threshold_mode or "global", cfg.class_weight or "none"
     # Seeded TPE: a sequential resume continues deterministically; workers running side by side get distinct
     # seeds, or they would all propose the same random start-up configurations.
     trials_now = study.get_trials(deepcopy=False)
@@ -687,7 +703,8 @@ def summarize(study: Any, storage_url: str | None = None) -> dict[str, Any]:
         "trials": [{"number": t.number, "state": t.state.name, "value": t.value, "backbone": t.params.get("backbone"),
                     "params": dict(t.params), "train_time_s": t.user_attrs.get("train_time_s"),
                     "latency_ms": t.user_attrs.get("latency_ms"), "n_params": t.user_attrs.get("n_params"),
-                    "fail_reason": t.user_attrs.get("fail_reason"), "seed_of": t.user_attrs.get("seed_of")}
+                    "fail_reason": t.user_attrs.get("fail_reason"), "stopped": t.user_attrs.get("stopped"),
+                    "seed_of": t.user_attrs.get("seed_of")}
                    for t in trials],
     }
 

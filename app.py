@@ -56,217 +56,236 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def build_demo(storage: str | None = None, studies_dir: str | None = None, public: bool | None = None,
                dashboard: Dashboard | None = None) -> gr.Blocks:
+    """The five sections, each built (layout and wiring) by its own function over one ``Dashboard``."""
     dash = dashboard or Dashboard(DashboardConfig.from_env(storage, studies_dir, public))
     cfg = dash.cfg
-
     with gr.Blocks(title="textclf") as demo:
         caps = (f"\n\n*Public mode: at most {cfg.max_trials} trials, {cfg.max_train_samples} training rows, "
                 f"{cfg.max_upload_mb:g} MB uploads, one study at a time.*") if cfg.public else ""
         gr.Markdown("# textclf\nFine-tune and compare transformer text classifiers: pretrained vs scratch vs TF-IDF, "
                     "learning rates and the head/encoder learning-rate ratio." + caps, elem_classes="textclf-header")
-        source = gr.State("demo")
+        source = gr.State("demo")  # the data chosen in Data, which Study trains on
         with gr.Tabs():
-            # ------------------------------------------------------------------------------------------- Data
-            with gr.Tab("Data", id="data"):
-                with gr.Row():
-                    preset = gr.Dropdown(DATA_CHOICES, value="demo", label="Preset")
-                    upload = gr.File(label="…or upload a file (.csv .tsv .json .jsonl .parquet)",
-                                     file_types=[".csv", ".tsv", ".json", ".jsonl", ".parquet"], type="filepath")
-                    hub_id = gr.Textbox(label="…or a Hugging Face dataset id (online)", placeholder="owner/name")
-                load_btn = gr.Button("Load data", variant="primary")
-                data_md = gr.Markdown()
-                with gr.Row():
-                    preview = gr.Dataframe(headers=["text", "label(s)"], label="Preview (train)", max_height=360)
-                    dist = gr.Plot(label="Label distribution")
-
-            # ------------------------------------------------------------------------------------------- Study
-            with gr.Tab("Study", id="study"):
-                backbone_tbl = gr.Dataframe(headers=["backbone", "model", "status"], label="Backbones", max_height=260)
-                with gr.Row():
-                    study_name = gr.Textbox(value="my-study", label="Study name")
-                    backbones = gr.CheckboxGroup(ALL_BACKBONES, value=["minilm", "scratch:minilm"], label="Backbones")
-                with gr.Row():
-                    trials = gr.Slider(1, cfg.max_trials, value=min(6, cfg.max_trials), step=1, label="Trials to add")
-                    timeout = gr.Number(value=0, label="Time budget (minutes, 0 = none)")
-                    pruner = gr.Dropdown(["median", "sha", "hyperband", "none"], value="median", label="Pruner")
-                with gr.Accordion("Search space", open=False):
-                    with gr.Row():
-                        lr_lo = gr.Number(value=1e-5, label="encoder LR from")
-                        lr_hi = gr.Number(value=3e-4, label="encoder LR to")
-                        ratio_lo = gr.Number(value=1.0, label="head/encoder ratio from")
-                        ratio_hi = gr.Number(value=100.0, label="head/encoder ratio to")
-                    with gr.Row():
-                        batch_sizes = gr.CheckboxGroup([8, 16, 32, 64], value=[16, 32], label="Batch sizes")
-                        epochs = gr.Slider(0, 8, value=0, step=1, label="Epochs (0 = search 2-5)")
-                        seeds = gr.Slider(0, 5, value=0, step=1, label="Seeds: re-run each backbone's best config k times")
-                    with gr.Row():
-                        thresholds = gr.Dropdown(list(THRESHOLD_MODES), value="global",
-                                                 label="Multi-label thresholds (chosen on validation)")
-                        class_weight = gr.Dropdown(list(CLASS_WEIGHTS), value="none",
-                                                   label="Class weights (balanced: for imbalanced labels)")
-                with gr.Row():
-                    quick_btn = gr.Button("Quick demo", variant="secondary")
-                    start_btn = gr.Button("Start", variant="primary")
-                    resume_btn = gr.Button("Resume selected")
-                    stop_btn = gr.Button("Stop", variant="stop")
-                with gr.Row():
-                    existing = gr.Dropdown([], label="Open a study in the storage", allow_custom_value=False)
-                    refresh_btn = gr.Button("↻", scale=0, min_width=60)
-                study_msg = gr.Markdown()
-                status_md = gr.Markdown("No study selected.")
-                trial_tbl = gr.Dataframe(headers=TRIAL_HEADERS, label="Trials (live)", max_height=420)
-                ticker = gr.Timer(2.0)
-
-            # ------------------------------------------------------------------------------------------- Compare
-            with gr.Tab("Compare", id="compare") as compare_tab:
-                compare_md = gr.Markdown("Open a study in the Study section; charts update while it runs.")
-                plots = {}
-                for i in range(0, len(CHARTS), 2):
-                    with gr.Row():
-                        for key, label in CHARTS[i:i + 2]:
-                            plots[key] = gr.Plot(label=label)
-                compare_ticker = gr.Timer(6.0)
-
-            # ------------------------------------------------------------------------------------------- Attention
-            with gr.Tab("Attention", id="attention") as attention_tab:
-                attn_text = gr.Textbox(value="The headphones broke after two days and support never replied.",
-                                       label="Sentence", lines=2)
-                with gr.Row():
-                    attn_models = gr.Dropdown([], multiselect=True, label="Models (side by side; default: the best)")
-                    layer = gr.Slider(0, 11, value=0, step=1, label="Layer")
-                    head = gr.Slider(-1, 15, value=-1, step=1, label="Head (-1 = mean of heads)")
-                attn_btn = gr.Button("Show attention", variant="primary")
-                attn_plot = gr.Plot(label="tokens × tokens")
-                attn_html = gr.HTML()
-
-            # ------------------------------------------------------------------------------------------- Predict
-            with gr.Tab("Predict", id="predict") as predict_tab:
-                with gr.Row():
-                    pred_text = gr.Textbox(label="Text", lines=2, placeholder="Type a sentence…")
-                    pred_model = gr.Dropdown([BEST], value=BEST, label="Model")
-                pred_btn = gr.Button("Predict", variant="primary")
-                with gr.Row():
-                    pred_label = gr.Label(label="Probabilities", num_top_classes=10, elem_id="pred-label")
-                    pred_info = gr.Markdown(elem_id="pred-info")
-                with gr.Row():
-                    batch_file = gr.File(label="Batch: a file with a text column", type="filepath",
-                                         file_types=[".csv", ".tsv", ".json", ".jsonl", ".parquet"])
-                    batch_out = gr.File(label="Predictions (CSV)")
-                batch_btn = gr.Button("Predict file")
-
-        # ------------------------------------------------------------------------------------------------ wiring
-        @guarded
-        def load_data(p: str, up: str | None, hub: str) -> tuple[str, str, list, Any]:
-            src = dash.resolve_data(p, up, hub)
-            md, rows, fig = dash.describe_data(src)
-            return src, md, rows, fig
-
-        load_btn.click(load_data, [preset, upload, hub_id], [source, data_md, preview, dist], api_visibility="private")
-
-        def studies_update(selected: str | None = None) -> Any:
-            names = dash.list_studies()
-            return gr.Dropdown(choices=names, value=selected if selected in names else (names[-1] if names else None))
-
-        def model_choices() -> tuple[Any, Any]:
-            names = list(dash.models.available())
-            return gr.Dropdown(choices=[BEST, *names], value=BEST), gr.Dropdown(choices=names, value=[])
+            _data_section(dash, source)
+            backbone_tbl, existing = _study_section(dash, source)
+            _compare_section(dash, existing)
+            attn_models = _attention_section(dash)
+            pred_model = _predict_section(dash)
 
         def initial() -> tuple[Any, ...]:
-            return (dash.backbone_table(), studies_update(), *model_choices())
+            return (dash.backbone_table(), _studies_update(dash), _model_choice(dash), _models_choice(dash))
 
         demo.load(initial, None, [backbone_tbl, existing, pred_model, attn_models], api_visibility="private")
-
-        @guarded
-        def start(name: str, src: str, bbs: list[str], n: float, tmo: float | None, pr: str, lo: float, hi: float,
-                  rlo: float, rhi: float, bs: list[int], ep: float, k: float, thr: str, cw: str) -> tuple[str, Any]:
-            msg = dash.start_study(name.strip(), src, bbs, int(n), tmo, (float(lo), float(hi)), (float(rlo), float(rhi)),
-                                   list(bs), None if not ep else int(ep), pr, seeds=int(k), threshold_mode=thr,
-                                   class_weight=cw)
-            return msg, gr.Dropdown(choices=sorted({*dash.list_studies(), name.strip()}), value=name.strip())
-
-        start_inputs = [study_name, source, backbones, trials, timeout, pruner, lr_lo, lr_hi, ratio_lo, ratio_hi,
-                        batch_sizes, epochs, seeds, thresholds, class_weight]
-        start_btn.click(start, start_inputs, [study_msg, existing], api_visibility="private")
-
-        @guarded
-        def quick() -> tuple[str, Any, str, list[str]]:
-            msg = dash.start_study(QUICK_DEMO["study"], "demo", QUICK_DEMO["backbones"], QUICK_DEMO["trials"], None,
-                                   (1e-5, 3e-4), (1.0, 100.0), [16, 32], QUICK_DEMO["epochs"], "median")
-            names = sorted({*dash.list_studies(), QUICK_DEMO["study"]})
-            return msg, gr.Dropdown(choices=names, value=QUICK_DEMO["study"]), QUICK_DEMO["study"], QUICK_DEMO["backbones"]
-
-        quick_btn.click(quick, None, [study_msg, existing, study_name, backbones], api_visibility="private")
-
-        @guarded
-        def stop(name: str | None) -> str:
-            target = name or ""
-            return (f"Stopped **{target}**: finished trials are kept; the interrupted one is marked failed."
-                    if dash.studies.stop(target) else f"**{target or 'nothing'}** is not running here.")
-
-        stop_btn.click(stop, existing, study_msg, api_visibility="private")
-
-        @guarded
-        def resume(name: str | None, n: float, tmo: float | None) -> str:
-            return dash.resume_study(name, int(n), tmo)
-
-        resume_btn.click(resume, [existing, trials, timeout], study_msg, api_visibility="private")
-        refresh_btn.click(lambda s: studies_update(s), existing, existing, api_visibility="private")
-
-        @guarded
-        def status(name: str | None) -> tuple[list, str]:
-            return dash.study_status(name)
-
-        existing.change(status, existing, [trial_tbl, status_md], api_visibility="private")
-        ticker.tick(status, existing, [trial_tbl, status_md], api_visibility="private")
-
-        @guarded
-        def compare(name: str | None) -> tuple[Any, ...]:
-            from textclf.charts import all_charts
-            from textclf.study import load_study
-
-            if not name:
-                return ("Open a study in the Study section; charts update while it runs.", *[None] * len(plots))
-            figs = all_charts(load_study(name, dash.storage))
-            return (f"Study **{name}** — every score is on the validation split.", *[figs[k] for k in plots])
-
-        compare_outputs = [compare_md, *plots.values()]
-        compare_tab.select(compare, existing, compare_outputs, api_visibility="private")
-        existing.change(compare, existing, compare_outputs, api_visibility="private")
-
-        def compare_live(name: str | None) -> tuple[Any, ...]:
-            worker = dash.studies.worker(name or "")
-            if worker is None or not worker.running:
-                return tuple(gr.skip() for _ in compare_outputs)  # nothing changes: don't redraw
-            return compare(name)
-
-        compare_ticker.tick(compare_live, existing, compare_outputs, api_visibility="private")
-        attention_tab.select(lambda: model_choices()[1], None, attn_models, api_visibility="private")
-        predict_tab.select(lambda: model_choices()[0], None, pred_model, api_visibility="private")
-
-        @guarded
-        def show_attention(text: str, models: list[str] | None, lay: float, hd: float) -> tuple[Any, str]:
-            return dash.attention(text, models, int(lay), None if hd < 0 else int(hd))
-
-        attn_btn.click(show_attention, [attn_text, attn_models, layer, head], [attn_plot, attn_html],
-                       api_visibility="private")
-
-        @guarded
-        def predict(text: str, model: str | None = BEST) -> tuple[dict[str, float], str]:
-            """Classify one text. `model` is optional: by default the best trained model available."""
-            return dash.predict(text, model)
-
-        pred_btn.click(predict, [pred_text, pred_model], [pred_label, pred_info], api_name="predict",
-                       api_description="Classify one text: returns per-label probabilities and the predicted label(s) "
-                                       "with latency. `model` is optional (default: the best trained model).")
-        pred_text.submit(predict, [pred_text, pred_model], [pred_label, pred_info], api_visibility="private")
-
-        @guarded
-        def predict_batch(path: str | None, model: str | None) -> str:
-            return dash.predict_file(path or "", model)
-
-        batch_btn.click(predict_batch, [batch_file, pred_model], batch_out, api_visibility="private")
     demo.queue(default_concurrency_limit=4)
     return demo
+
+
+def _studies_update(dash: Dashboard, selected: str | None = None) -> Any:
+    names = dash.list_studies()
+    return gr.Dropdown(choices=names, value=selected if selected in names else (names[-1] if names else None))
+
+
+def _model_choice(dash: Dashboard) -> Any:
+    return gr.Dropdown(choices=[BEST, *dash.models.available()], value=BEST)
+
+
+def _models_choice(dash: Dashboard) -> Any:
+    return gr.Dropdown(choices=list(dash.models.available()), value=[])
+
+
+def _data_section(dash: Dashboard, source: gr.State) -> None:
+    with gr.Tab("Data", id="data"):
+        with gr.Row():
+            preset = gr.Dropdown(DATA_CHOICES, value="demo", label="Preset")
+            upload = gr.File(label="…or upload a file (.csv .tsv .json .jsonl .parquet)",
+                             file_types=[".csv", ".tsv", ".json", ".jsonl", ".parquet"], type="filepath")
+            hub_id = gr.Textbox(label="…or a Hugging Face dataset id (online)", placeholder="owner/name")
+        load_btn = gr.Button("Load data", variant="primary")
+        data_md = gr.Markdown()
+        with gr.Row():
+            preview = gr.Dataframe(headers=["text", "label(s)"], label="Preview (train)", max_height=360)
+            dist = gr.Plot(label="Label distribution")
+
+    @guarded
+    def load_data(p: str, up: str | None, hub: str) -> tuple[str, str, list, Any]:
+        src = dash.resolve_data(p, up, hub)
+        md, rows, fig = dash.describe_data(src)
+        return src, md, rows, fig
+
+    load_btn.click(load_data, [preset, upload, hub_id], [source, data_md, preview, dist], api_visibility="private")
+
+
+def _study_section(dash: Dashboard, source: gr.State) -> tuple[gr.Dataframe, gr.Dropdown]:
+    cfg = dash.cfg
+    with gr.Tab("Study", id="study"):
+        backbone_tbl = gr.Dataframe(headers=["backbone", "model", "status"], label="Backbones", max_height=260)
+        with gr.Row():
+            study_name = gr.Textbox(value="my-study", label="Study name")
+            backbones = gr.CheckboxGroup(ALL_BACKBONES, value=["minilm", "scratch:minilm"], label="Backbones")
+        with gr.Row():
+            trials = gr.Slider(1, cfg.max_trials, value=min(6, cfg.max_trials), step=1, label="Trials to add")
+            timeout = gr.Number(value=0, label="Time budget (minutes, 0 = none)")
+            pruner = gr.Dropdown(["median", "sha", "hyperband", "none"], value="median", label="Pruner")
+        with gr.Accordion("Search space", open=False):
+            with gr.Row():
+                lr_lo = gr.Number(value=1e-5, label="encoder LR from")
+                lr_hi = gr.Number(value=3e-4, label="encoder LR to")
+                ratio_lo = gr.Number(value=1.0, label="head/encoder ratio from")
+                ratio_hi = gr.Number(value=100.0, label="head/encoder ratio to")
+            with gr.Row():
+                batch_sizes = gr.CheckboxGroup([8, 16, 32, 64], value=[16, 32], label="Batch sizes")
+                epochs = gr.Slider(0, 8, value=0, step=1, label="Epochs (0 = search 2-5)")
+                seeds = gr.Slider(0, 5, value=0, step=1, label="Seeds: re-run each backbone's best config k times")
+            with gr.Row():
+                thresholds = gr.Dropdown(list(THRESHOLD_MODES), value="global",
+                                         label="Multi-label thresholds (chosen on validation)")
+                class_weight = gr.Dropdown(list(CLASS_WEIGHTS), value="none",
+                                           label="Class weights (balanced: for imbalanced labels)")
+        with gr.Row():
+            quick_btn = gr.Button("Quick demo", variant="secondary")
+            start_btn = gr.Button("Start", variant="primary")
+            resume_btn = gr.Button("Resume selected")
+            stop_btn = gr.Button("Stop", variant="stop")
+        with gr.Row():
+            existing = gr.Dropdown([], label="Open a study in the storage", allow_custom_value=False)
+            refresh_btn = gr.Button("↻", scale=0, min_width=60)
+        study_msg = gr.Markdown()
+        status_md = gr.Markdown("No study selected.")
+        trial_tbl = gr.Dataframe(headers=TRIAL_HEADERS, label="Trials (live)", max_height=420)
+        ticker = gr.Timer(2.0)
+
+    @guarded
+    def start(name: str, src: str, bbs: list[str], n: float, tmo: float | None, pr: str, lo: float, hi: float,
+              rlo: float, rhi: float, bs: list[int], ep: float, k: float, thr: str, cw: str) -> tuple[str, Any]:
+        msg = dash.start_study(name.strip(), src, bbs, int(n), tmo, (float(lo), float(hi)), (float(rlo), float(rhi)),
+                               list(bs), None if not ep else int(ep), pr, seeds=int(k), threshold_mode=thr,
+                               class_weight=cw)
+        return msg, gr.Dropdown(choices=sorted({*dash.list_studies(), name.strip()}), value=name.strip())
+
+    start_inputs = [study_name, source, backbones, trials, timeout, pruner, lr_lo, lr_hi, ratio_lo, ratio_hi,
+                    batch_sizes, epochs, seeds, thresholds, class_weight]
+    start_btn.click(start, start_inputs, [study_msg, existing], api_visibility="private")
+
+    @guarded
+    def quick() -> tuple[str, Any, str, list[str]]:
+        msg = dash.start_study(QUICK_DEMO["study"], "demo", QUICK_DEMO["backbones"], QUICK_DEMO["trials"], None,
+                               (1e-5, 3e-4), (1.0, 100.0), [16, 32], QUICK_DEMO["epochs"], "median")
+        names = sorted({*dash.list_studies(), QUICK_DEMO["study"]})
+        return msg, gr.Dropdown(choices=names, value=QUICK_DEMO["study"]), QUICK_DEMO["study"], QUICK_DEMO["backbones"]
+
+    quick_btn.click(quick, None, [study_msg, existing, study_name, backbones], api_visibility="private")
+
+    @guarded
+    def stop(name: str | None) -> str:
+        target = name or ""
+        return (f"Stopped **{target}**: finished trials are kept; the interrupted one is marked failed."
+                if dash.studies.stop(target) else f"**{target or 'nothing'}** is not running here.")
+
+    stop_btn.click(stop, existing, study_msg, api_visibility="private")
+
+    @guarded
+    def resume(name: str | None, n: float, tmo: float | None) -> str:
+        return dash.resume_study(name, int(n), tmo)
+
+    resume_btn.click(resume, [existing, trials, timeout], study_msg, api_visibility="private")
+    refresh_btn.click(lambda s: _studies_update(dash, s), existing, existing, api_visibility="private")
+
+    @guarded
+    def status(name: str | None) -> tuple[list, str]:
+        return dash.study_status(name)
+
+    existing.change(status, existing, [trial_tbl, status_md], api_visibility="private")
+    ticker.tick(status, existing, [trial_tbl, status_md], api_visibility="private")
+    return backbone_tbl, existing
+
+
+def _compare_section(dash: Dashboard, existing: gr.Dropdown) -> None:
+    with gr.Tab("Compare", id="compare") as compare_tab:
+        compare_md = gr.Markdown("Open a study in the Study section; charts update while it runs.")
+        plots = {}
+        for i in range(0, len(CHARTS), 2):
+            with gr.Row():
+                for key, label in CHARTS[i:i + 2]:
+                    plots[key] = gr.Plot(label=label)
+        compare_ticker = gr.Timer(6.0)
+
+    @guarded
+    def compare(name: str | None) -> tuple[Any, ...]:
+        from textclf.charts import all_charts
+        from textclf.study import load_study
+
+        if not name:
+            return ("Open a study in the Study section; charts update while it runs.", *[None] * len(plots))
+        figs = all_charts(load_study(name, dash.storage))
+        return (f"Study **{name}** — every score is on the validation split.", *[figs[k] for k in plots])
+
+    compare_outputs = [compare_md, *plots.values()]
+    compare_tab.select(compare, existing, compare_outputs, api_visibility="private")
+    existing.change(compare, existing, compare_outputs, api_visibility="private")
+
+    def compare_live(name: str | None) -> tuple[Any, ...]:
+        worker = dash.studies.worker(name or "")
+        if worker is None or not worker.running:
+            return tuple(gr.skip() for _ in compare_outputs)  # nothing changes: don't redraw
+        return compare(name)
+
+    compare_ticker.tick(compare_live, existing, compare_outputs, api_visibility="private")
+
+
+def _attention_section(dash: Dashboard) -> gr.Dropdown:
+    with gr.Tab("Attention", id="attention") as attention_tab:
+        attn_text = gr.Textbox(value="The headphones broke after two days and support never replied.",
+                               label="Sentence", lines=2)
+        with gr.Row():
+            attn_models = gr.Dropdown([], multiselect=True, label="Models (side by side; default: the best)")
+            layer = gr.Slider(0, 11, value=0, step=1, label="Layer")
+            head = gr.Slider(-1, 15, value=-1, step=1, label="Head (-1 = mean of heads)")
+        attn_btn = gr.Button("Show attention", variant="primary")
+        attn_plot = gr.Plot(label="tokens × tokens")
+        attn_html = gr.HTML()
+
+    @guarded
+    def show_attention(text: str, models: list[str] | None, lay: float, hd: float) -> tuple[Any, str]:
+        return dash.attention(text, models, int(lay), None if hd < 0 else int(hd))
+
+    attention_tab.select(lambda: _models_choice(dash), None, attn_models, api_visibility="private")
+    attn_btn.click(show_attention, [attn_text, attn_models, layer, head], [attn_plot, attn_html],
+                   api_visibility="private")
+    return attn_models
+
+
+def _predict_section(dash: Dashboard) -> gr.Dropdown:
+    with gr.Tab("Predict", id="predict") as predict_tab:
+        with gr.Row():
+            pred_text = gr.Textbox(label="Text", lines=2, placeholder="Type a sentence…")
+            pred_model = gr.Dropdown([BEST], value=BEST, label="Model")
+        pred_btn = gr.Button("Predict", variant="primary")
+        with gr.Row():
+            pred_label = gr.Label(label="Probabilities", num_top_classes=10, elem_id="pred-label")
+            pred_info = gr.Markdown(elem_id="pred-info")
+        with gr.Row():
+            batch_file = gr.File(label="Batch: a file with a text column", type="filepath",
+                                 file_types=[".csv", ".tsv", ".json", ".jsonl", ".parquet"])
+            batch_out = gr.File(label="Predictions (CSV)")
+        batch_btn = gr.Button("Predict file")
+
+    @guarded
+    def predict(text: str, model: str | None = BEST) -> tuple[dict[str, float], str]:
+        """Classify one text. `model` is optional: by default the best trained model available."""
+        return dash.predict(text, model)
+
+    predict_tab.select(lambda: _model_choice(dash), None, pred_model, api_visibility="private")
+    pred_btn.click(predict, [pred_text, pred_model], [pred_label, pred_info], api_name="predict",
+                   api_description="Classify one text: returns per-label probabilities and the predicted label(s) "
+                                   "with latency. `model` is optional (default: the best trained model).")
+    pred_text.submit(predict, [pred_text, pred_model], [pred_label, pred_info], api_visibility="private")
+
+    @guarded
+    def predict_batch(path: str | None, model: str | None) -> str:
+        return dash.predict_file(path or "", model)
+
+    batch_btn.click(predict_batch, [batch_file, pred_model], batch_out, api_visibility="private")
+    return pred_model
 
 
 def build_app(dash: Dashboard, demo: gr.Blocks) -> Any:

@@ -330,3 +330,30 @@ def test_many_texts_batched_by_length_give_each_texts_own_probabilities(tiny_mod
     assert config.pop("padding_side") == ("left" if backbone == "tiny-xlnet" else "right")
     (folder / "tokenizer_config.json").write_text(json.dumps(config))
     assert Predictor.from_dir(folder).tokenizer.padding_side == ("left" if backbone == "tiny-xlnet" else "right")
+
+
+def test_median_pruner_waits_for_two_finished_trials_at_a_step() -> None:
+    import optuna
+
+    from textclf.study import make_pruner
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", pruner=make_pruner("median", n_startup_trials=1))
+
+    def finished(value: float) -> None:
+        trial = study.ask()
+        trial.report(value, 50)
+        study.tell(trial, value)
+
+    def behind_at_half_an_epoch() -> bool:
+        trial = study.ask()
+        trial.report(0.5, 50)
+        pruned = trial.should_prune()
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED if pruned else optuna.trial.TrialState.COMPLETE,
+                   values=None if pruned else 0.5)
+        return pruned
+
+    finished(0.9)  # the recipe trial alone: one trial behind it at one evaluation must not be cut for that
+    assert not behind_at_half_an_epoch()
+    finished(0.9)
+    assert behind_at_half_an_epoch()

@@ -270,7 +270,10 @@ def make_pruner(name: str, n_startup_trials: int) -> Any:
     import optuna
 
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=n_startup_trials, n_warmup_steps=0)
+        # The median is over finished trials only. Judged against one (the recipe), every trial behind it at any
+        # evaluation was cut, nothing else ever finished, and the search could not move past the recipe (sst2:
+        # 15 of 15 explored trials pruned). Two finished trials reporting at a step are needed before it prunes.
+        return optuna.pruners.MedianPruner(n_startup_trials=n_startup_trials, n_warmup_steps=0, n_min_trials=2)
     if name == "sha":
         return optuna.pruners.SuccessiveHalvingPruner()
     if name == "hyperband":

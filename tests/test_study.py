@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -199,21 +200,26 @@ def test_seed_reruns_give_mean_and_spread_without_changing_selection(tiny_models
     assert again["n_trials"] in (7, 9)  # 9 only if the new trial became a backbone's best and earned re-runs
 
 
-def test_same_seed_gives_identical_metrics(tiny_models: dict) -> None:
+def _train_on_demo(backbone: str, cfg: Any, **kwargs: Any) -> Any:
+    """Fine-tune a fresh tiny model (seeded with ``cfg.seed``) on the bundled demo data; the TrainResult."""
     from textclf.backbones import head_prefixes, load_model, load_tokenizer, resolve_backbone
     from textclf.data import load_data
-    from textclf.train import TrainConfig, encode, train
+    from textclf.train import encode, train
 
     data = load_data("demo")
-    spec = resolve_backbone("tiny-roberta")
+    spec = resolve_backbone(backbone)
     tok = load_tokenizer(spec)
     tr = encode(tok, data.train.texts, data.train.labels, 64)
     va = encode(tok, data.validation.texts, data.validation.labels, 64)
-    runs = []
-    for seed in (7, 7, 8):
-        model = load_model(spec, num_labels=3, multi_label=False, seed=seed)
-        cfg = TrainConfig(lr=1e-3, batch_size=16, epochs=2, seed=seed)
-        runs.append(train(model, tok, tr, va, cfg, task="single_label", head_prefixes=head_prefixes(model, spec)).history)
+    model = load_model(spec, num_labels=3, multi_label=False, seed=cfg.seed)
+    return train(model, tok, tr, va, cfg, task="single_label", head_prefixes=head_prefixes(model, spec), **kwargs)
+
+
+def test_same_seed_gives_identical_metrics(tiny_models: dict) -> None:
+    from textclf.train import TrainConfig
+
+    runs = [_train_on_demo("tiny-roberta", TrainConfig(lr=1e-3, batch_size=16, epochs=2, seed=seed)).history
+            for seed in (7, 7, 8)]
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
 
@@ -274,18 +280,9 @@ def test_multi_label_per_class_thresholds_travel_to_the_predictor(tiny_models: d
 def test_training_stops_at_its_deadline_with_an_evaluation(tiny_models: dict) -> None:
     import time
 
-    from textclf.backbones import head_prefixes, load_model, load_tokenizer, resolve_backbone
-    from textclf.data import load_data
-    from textclf.train import TrainConfig, encode, train
+    from textclf.train import TrainConfig
 
-    data = load_data("demo")
-    spec = resolve_backbone("tiny-bert")
-    tok = load_tokenizer(spec)
-    tr = encode(tok, data.train.texts, data.train.labels, 64)
-    va = encode(tok, data.validation.texts, data.validation.labels, 64)
-    model = load_model(spec, num_labels=3, multi_label=False, seed=1)
-    result = train(model, tok, tr, va, TrainConfig(lr=1e-3, batch_size=8, epochs=50), task="single_label",
-                   head_prefixes=head_prefixes(model, spec), deadline=time.monotonic())
+    result = _train_on_demo("tiny-bert", TrainConfig(lr=1e-3, batch_size=8, epochs=50, seed=1), deadline=time.monotonic())
     assert result.out_of_time and result.stopped_early
     assert result.steps == 1 and len(result.history) == 1  # the one step taken, evaluated
     assert "accuracy" in result.metrics

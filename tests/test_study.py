@@ -300,6 +300,10 @@ def test_time_budget_ends_a_running_trial_with_its_result_kept(tiny_models: dict
     assert trial.state.name == "COMPLETE"
     assert trial.user_attrs["stopped"].startswith("time budget reached after ")
     assert summary["best"]["trial"] == 0 and (best_model_dir(load_study("budget"), "tiny-bert") / "config.json").is_file()
+    from textclf.dashboard import Dashboard, DashboardConfig
+
+    rows, _ = Dashboard(DashboardConfig.from_env()).study_status("budget")
+    assert rows[0][6] == "complete (time budget)"  # the live table says why it ended early
 
 
 @pytest.mark.parametrize("backbone", ["tiny-bert", "tiny-xlnet"])  # XLNet pads on the left

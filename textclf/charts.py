@@ -28,6 +28,7 @@ class TrialData:
     progress: float | None = None
     duration_s: float | None = None
     seed_of: int | None = None
+    stopped: str | None = None  # why a finished trial ended before its epochs did (the time budget)
 
 
 @dataclass
@@ -72,7 +73,7 @@ def study_data(study: Any) -> StudyData:
             params=dict(t.params), train_time_s=ua.get("train_time_s"), curve=list(ua.get("learning_curve", [])),
             report=ua.get("report"), recipe=bool(ua.get("recipe")), fail_reason=ua.get("fail_reason"),
             progress=ua.get("progress"), duration_s=t.duration.total_seconds() if t.duration else None,
-            seed_of=ua.get("seed_of")))
+            seed_of=ua.get("seed_of"), stopped=ua.get("stopped")))
     baseline = attrs.get("baseline") or {}
     return StudyData(name=study.study_name, metric=attrs.get("metric", "value"), task=attrs.get("task"),
                      label_names=list(attrs.get("label_names", [])), baseline=baseline.get("value"), trials=trials)

@@ -361,7 +361,8 @@ class Dashboard:
         rows = []
         for t in data.trials:
             p = t.params
-            state = t.state.lower() + (f" ({(t.progress or 0):.0%})" if t.state == "RUNNING" else "")
+            state = t.state.lower() + (f" ({(t.progress or 0):.0%})" if t.state == "RUNNING" else
+                                       " (time budget)" if t.stopped else "")
             rows.append([t.number, t.backbone, f"{p.get('lr', 0):.2e}", f"{p.get('head_lr_ratio', 0):.1f}",
                          p.get("batch_size", ""), p.get("epochs", ""), state,
                          "" if t.value is None else round(t.value, 4),

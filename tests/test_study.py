@@ -263,6 +263,8 @@ def test_multi_label_per_class_thresholds_travel_to_the_predictor(tiny_models: d
     summary = run_study(cfg, progress=False, log=quiet)
     thresholds = summary["best"]["metrics"]["threshold"]
     assert isinstance(thresholds, list) and len(thresholds) == 4
+    baseline = load_study("pc").user_attrs["textclf"]["baseline"]  # like for like: the baseline's thresholds too
+    assert isinstance(baseline["metrics"]["threshold"], list) and len(baseline["metrics"]["threshold"]) == 4
     predictor = Predictor.from_dir(copy_model(best_model_dir(load_study("pc")), studies / "pc"))
     assert predictor.info.threshold == thresholds
     [pred] = predictor.predict("About the lamp: it arrived two days late.")

@@ -11,9 +11,10 @@ from textclf.data import TextData
 from textclf.metrics import compute_metrics, label_matrix
 
 
-def tfidf_baseline(data: TextData, metric: str, seed: int = 42) -> dict[str, Any]:
+def tfidf_baseline(data: TextData, metric: str, seed: int = 42, threshold_mode: str = "global") -> dict[str, Any]:
     """Fit on train, score on validation (and on test, if there is one: nothing is selected on it); multi-label uses
-    one-vs-rest with a threshold chosen on validation."""
+    one-vs-rest with thresholds chosen on validation the way the study chooses its own (``threshold_mode``), so the
+    comparison is like for like."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
@@ -42,7 +43,8 @@ def tfidf_baseline(data: TextData, metric: str, seed: int = 42) -> dict[str, Any
             out[:, keep] = p[:, 1:2] if keep.sum() == 1 else p
             return out
 
-    metrics = compute_metrics(data.task, data.validation.labels, proba(data.validation.texts), metric=metric)
+    metrics = compute_metrics(data.task, data.validation.labels, proba(data.validation.texts), metric=metric,
+                              threshold_mode=threshold_mode)
     result: dict[str, Any] = {"model": "tfidf+logreg", "split": "validation", "metric": metric,
                               "value": metrics[metric], "metrics": metrics}
     if data.test is not None:

@@ -547,7 +547,7 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
                                                constant_liar=True)
     if "baseline" not in stored:
         log("fitting the TF-IDF + logistic regression baseline...")
-        stored["baseline"] = tfidf_baseline(data, metric, cfg.seed)
+        stored["baseline"] = tfidf_baseline(data, metric, cfg.seed, cfg.threshold_mode)
     stored["runs"] = [*stored.get("runs", []), {"trials": cfg.trials, "started": time.time()}]
     study.set_user_attr(ATTR, stored)
     for note in data.notes:

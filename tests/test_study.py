@@ -360,3 +360,19 @@ def test_median_pruner_waits_for_two_finished_trials_at_a_step() -> None:
     assert not behind_at_half_an_epoch()
     finished(0.9)
     assert behind_at_half_an_epoch()
+
+
+def test_mid_epoch_evaluations_score_a_sample_and_only_full_ones_choose_the_weights(tiny_models: dict) -> None:
+    from textclf.train import TrainConfig
+
+    cfg = TrainConfig(lr=1e-3, batch_size=8, epochs=2, evals_per_epoch=2, pruning_eval_rows=5, seed=3,
+                      early_stopping_patience=1)
+    reported: list[tuple[int, int]] = []
+    result = _train_on_demo("tiny-bert", cfg, on_eval=lambda step, m: reported.append((step, m["rows"])))
+    partial = [row for row in result.history if "rows" in row]
+    full = [row for row in result.history if "rows" not in row]
+    assert [row["rows"] for row in partial] == [5, 5] and [row["epoch"] for row in full] == [1.0, 2.0]
+    assert [rows for _, rows in reported] == [5, 60, 5, 60]  # the pruner hears every one, with its size
+    # Weights are chosen, and patience counted, over full evaluations only: a partial one never stops training.
+    assert len(result.history) == 4
+    assert result.metrics["accuracy"] == max(row["accuracy"] for row in full)

@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-length", type=int, default=None, help="tokens per text (default 128)")
     run.add_argument("--evals-per-epoch", type=int, default=None,
                      help="evaluations (and pruning chances) per epoch (default: 4 a trial: 4 an epoch for 1 epoch, 2 for 2-3)")
+    run.add_argument("--pruning-eval-rows", type=int, default=None, metavar="N",
+                     help="mid-epoch evaluations, which only feed the pruner, score a fixed sample of N validation rows "
+                          "(default 512; 0 = all); epoch-end ones, which choose the model, always score all")
     run.add_argument("--dropout", type=float, default=None, help="dropout probability (default: the backbone's)")
     run.add_argument("--early-stopping", dest="early_stopping_patience", type=int, default=None, metavar="EVALS",
                      help="stop a trial after this many evaluations without improvement")
@@ -104,7 +107,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print(f"best: trial {best['trial']} {best['backbone']} {metric}={best['value']:.4f} ({params})")
 
 
-RUN_DEFAULTS = {"trials": 10, "seed": 42, "pruner": "median", "max_length": 128, "evals_per_epoch": None}
+RUN_DEFAULTS = {"trials": 10, "seed": 42, "pruner": "median", "max_length": 128, "evals_per_epoch": None,
+                "pruning_eval_rows": 512}
 
 
 def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
@@ -127,6 +131,7 @@ def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
                       max_train_samples=opts.get("max_train_samples"), epochs=opts.get("epochs"), metric=opts.get("metric"),
                       seed=opts["seed"], pruner=opts["pruner"], space=SearchSpace(**space_kwargs) if space_kwargs else None,
                       max_length=opts["max_length"], evals_per_epoch=opts["evals_per_epoch"],
+                      pruning_eval_rows=opts["pruning_eval_rows"] or None,
                       text_column=opts.get("text_column"), label_column=opts.get("label_column"), task=opts.get("task"),
                       dropout=opts.get("dropout"), early_stopping_patience=opts.get("early_stopping_patience"),
                       seeds=opts.get("seeds") or 0, threshold_mode=opts.get("threshold_mode"),

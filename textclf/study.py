@@ -77,6 +77,7 @@ class StudyConfig:
     space: SearchSpace | None = None  # None: the stored study's space when resuming, else the defaults
     max_length: int = 128
     evals_per_epoch: int | None = None  # None: enough for 4 evaluations (pruning chances) per trial
+    pruning_eval_rows: int | None = 512  # mid-epoch evaluations (pruning only) score this many validation rows; None: all
     layer_decay: float = 1.0
     dropout: float | None = None
     early_stopping_patience: int | None = None
@@ -102,6 +103,8 @@ class StudyConfig:
             raise ConfigError(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.pruning_eval_rows is not None and self.pruning_eval_rows < 1:
+            raise ConfigError(f"pruning_eval_rows must be at least 1 (or None for all rows), got {self.pruning_eval_rows}")
         if self.evals_per_epoch is not None and self.evals_per_epoch < 1:
             raise ConfigError(f"evals_per_epoch must be at least 1, got {self.evals_per_epoch}")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
@@ -135,8 +138,9 @@ def studies_dir() -> Path:
 
 
 PRESET_KEYS = {"data", "backbones", "trials", "timeout", "max_train_samples", "epochs", "metric", "seed", "pruner",
-               "lr_range", "ratio_range", "batch_sizes", "max_length", "evals_per_epoch", "text_column", "label_column",
-               "task", "storage", "dropout", "early_stopping_patience", "seeds", "threshold_mode", "class_weight"}
+               "lr_range", "ratio_range", "batch_sizes", "max_length", "evals_per_epoch", "pruning_eval_rows",
+               "text_column", "label_column", "task", "storage", "dropout", "early_stopping_patience", "seeds",
+               "threshold_mode", "class_weight"}
 
 
 def load_preset(study: str) -> dict[str, Any]:
@@ -357,6 +361,7 @@ class _Runner:
                           epochs=params["epochs"], weight_decay=params["weight_decay"],
                           warmup_fraction=params["warmup_fraction"], layer_decay=self.cfg.layer_decay,
                           max_length=self.cfg.max_length, evals_per_epoch=evals_per_epoch(self.cfg, params["epochs"]),
+                          pruning_eval_rows=self.cfg.pruning_eval_rows,
                           seed=seed, precision=self.cfg.precision, metric=self.metric,
                           early_stopping_patience=self.cfg.early_stopping_patience,
                           threshold_mode=self.cfg.threshold_mode, class_weight=self.cfg.class_weight)

@@ -44,6 +44,9 @@ class TrainConfig:
     max_length: int = 128
     evals_per_epoch: int = 1
     eval_every_steps: int | None = None
+    # Mid-epoch evaluations only feed the pruner: with this set they score a fixed random sample of this many
+    # validation rows; epoch-end evaluations, which pick the weights kept, always score all of them.
+    pruning_eval_rows: int | None = None
     early_stopping_patience: int | None = None
     eval_batch_size: int = 128
     seed: int = 42
@@ -67,6 +70,8 @@ class TrainConfig:
             raise ConfigError(f"layer_decay must be in (0, 1] (1 = no decay), got {self.layer_decay!r}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.pruning_eval_rows is not None and self.pruning_eval_rows < 1:
+            raise ConfigError(f"pruning_eval_rows must be >= 1 (or None for all rows), got {self.pruning_eval_rows!r}")
         if self.eval_every_steps is not None and self.eval_every_steps < 1:
             raise ConfigError(f"eval_every_steps must be >= 1, got {self.eval_every_steps!r}")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
@@ -223,6 +228,14 @@ def encode(tokenizer: Any, texts: list[str], labels: list[Any], max_length: int)
     return Encoded(features, list(labels))
 
 
+def sample_rows(enc: Encoded, n: int, seed: int) -> Encoded:
+    """A fixed random sample of ``n`` rows (all of them if there are no more than ``n``)."""
+    if len(enc) <= n:
+        return enc
+    idx = sorted(random.Random(seed).sample(range(len(enc)), n))
+    return Encoded([enc.features[i] for i in idx], [enc.labels[i] for i in idx])
+
+
 def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
     """Shuffled batches of similar-length texts: random mega-batches of 50 batches, sorted by length inside, so
     padding is small but the order stays random (the scheme of transformers' group_by_length)."""
@@ -335,27 +348,34 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
     stopped_early = out_of_time = False
     start = time.perf_counter()
 
-    def evaluate() -> bool:
-        """Evaluate, keep the best weights, call back; True when early stopping says stop."""
+    pruning_enc = sample_rows(val_enc, cfg.pruning_eval_rows, cfg.seed) if cfg.pruning_eval_rows else val_enc
+
+    def evaluate(full: bool = True) -> bool:
+        """Evaluate, keep the best weights, call back; True when early stopping says stop. A partial evaluation
+        (mid-epoch, on the pruning sample) only reports: weights are kept and compared on full ones."""
         nonlocal best_value, best_state, best_probs, best_metrics, evals_since_best, running_loss, n_loss
-        logits = predict_logits(model, tokenizer, val_enc, batch_size=cfg.eval_batch_size, precision=precision,
+        enc = val_enc if full else pruning_enc
+        full = enc is val_enc
+        logits = predict_logits(model, tokenizer, enc, batch_size=cfg.eval_batch_size, precision=precision,
                                 device=device)
         model.train()
         probs = softmax_or_sigmoid(logits, task)
-        metrics = compute_metrics(task, val_enc.labels, probs, metric=metric, threshold_mode=cfg.threshold_mode)
+        metrics = compute_metrics(task, enc.labels, probs, metric=metric, threshold_mode=cfg.threshold_mode)
         row = {"step": step, "epoch": step / steps_per_epoch, "train_loss": running_loss / max(n_loss, 1), **metrics}
+        if not full:
+            row["rows"] = len(enc)
         history.append(row)
         running_loss, n_loss = 0.0, 0
-        if metrics[metric] > best_value:
+        if full and metrics[metric] > best_value:
             best_value, best_metrics, best_probs, evals_since_best = metrics[metric], metrics, probs, 0
             # A CPU copy of the best weights: restoring them at the end is what early stopping promises.
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        else:
+        elif full:
             evals_since_best += 1
         percent = round(100 * step / steps_per_epoch)  # progress in hundredths of an epoch: comparable across batch sizes
         if on_eval is not None and (not history[:-1] or percent != round(100 * history[-2]["epoch"])):
-            on_eval(percent, metrics)
-        return cfg.early_stopping_patience is not None and evals_since_best >= cfg.early_stopping_patience
+            on_eval(percent, {**metrics, "rows": len(enc)})
+        return full and cfg.early_stopping_patience is not None and evals_since_best >= cfg.early_stopping_patience
 
     from tqdm.auto import tqdm
 
@@ -384,11 +404,11 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
                 if on_step is not None:
                     on_step(step, total_steps)
                 in_epoch = step - _epoch * steps_per_epoch
-                if in_epoch in eval_points and evaluate():
+                if in_epoch in eval_points and evaluate(full=in_epoch == steps_per_epoch):
                     stopped_early = True
                     break
                 if deadline is not None and time.monotonic() >= deadline and step < total_steps:
-                    if in_epoch not in eval_points:
+                    if in_epoch != steps_per_epoch:  # not just evaluated in full: the kept weights need a full one
                         evaluate()
                     stopped_early = out_of_time = True
                     break

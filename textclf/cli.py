@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=int, default=None, help="fix the number of epochs (default: searched)")
     run.add_argument("--metric", default=None, choices=["accuracy", "macro_f1", "micro_f1"])
     run.add_argument("--seed", type=int, default=None, help="default 42")
-    run.add_argument("--pruner", default=None, choices=["median", "sha", "hyperband", "none"], help="default median")
+    run.add_argument("--pruner", default=None, choices=["median", "sha", "hyperband", "none"],
+                     help="default median (a resumed study keeps its own)")
     run.add_argument("--lr-range", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None)
     run.add_argument("--ratio-range", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
                      help="head/encoder learning-rate ratio range")
@@ -107,7 +108,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print(f"best: trial {best['trial']} {best['backbone']} {metric}={best['value']:.4f} ({params})")
 
 
-RUN_DEFAULTS = {"trials": 10, "seed": 42, "pruner": "median", "max_length": 128, "evals_per_epoch": None,
+RUN_DEFAULTS = {"trials": 10, "seed": 42, "max_length": 128, "evals_per_epoch": None,
                 "pruning_eval_rows": 512}
 
 
@@ -129,7 +130,7 @@ def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = StudyConfig(study=args.study, data=opts["data"], backbones=opts.get("backbones"), trials=opts["trials"],
                       timeout=opts.get("timeout"), storage=opts.get("storage"),
                       max_train_samples=opts.get("max_train_samples"), epochs=opts.get("epochs"), metric=opts.get("metric"),
-                      seed=opts["seed"], pruner=opts["pruner"], space=SearchSpace(**space_kwargs) if space_kwargs else None,
+                      seed=opts["seed"], pruner=opts.get("pruner"), space=SearchSpace(**space_kwargs) if space_kwargs else None,
                       max_length=opts["max_length"], evals_per_epoch=opts["evals_per_epoch"],
                       pruning_eval_rows=opts["pruning_eval_rows"] or None,
                       text_column=opts.get("text_column"), label_column=opts.get("label_column"), task=opts.get("task"),

@@ -73,7 +73,7 @@ class StudyConfig:
     epochs: int | None = None
     metric: str | None = None
     seed: int = 42
-    pruner: str = "median"
+    pruner: str | None = None  # "median" (default), "sha", "hyperband" or "none"; a resume keeps the study's
     space: SearchSpace | None = None  # None: the stored study's space when resuming, else the defaults
     max_length: int = 128
     evals_per_epoch: int | None = None  # None: enough for 4 evaluations (pruning chances) per trial
@@ -115,7 +115,7 @@ class StudyConfig:
             raise ConfigError(f"threshold_mode must be one of {THRESHOLD_MODES}, got {self.threshold_mode!r}")
         if self.class_weight is not None and self.class_weight not in CLASS_WEIGHTS:
             raise ConfigError(f"class_weight must be one of {CLASS_WEIGHTS}, got {self.class_weight!r}")
-        if self.pruner not in PRUNERS:
+        if self.pruner is not None and self.pruner not in PRUNERS:
             raise ConfigError(f"pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
         if self.backbones is not None:
             self.backbones = [b.strip() for b in self.backbones if b.strip()]
@@ -470,12 +470,14 @@ def _setup_attrs(study: Any, cfg: StudyConfig, backbones: list[str], metric: str
             "max_train_samples": cfg.max_train_samples, "seed": cfg.seed, "backbones": backbones, "metric": metric,
             "max_length": cfg.max_length, "epochs": cfg.epochs, "space": asdict(cfg.space),
             "threshold_mode": cfg.threshold_mode or "global", "class_weight": cfg.class_weight or "none",
+            "pruner": cfg.pruner,
             "models_dir": str(models_dir)}
 
 
 def _adopt_stored(cfg: StudyConfig, stored: dict[str, Any]) -> None:
     """Settings not given again are the study's own, so a bare resume samples the same data, space and loss."""
-    for key in ("epochs", "max_train_samples", "text_column", "label_column", "task", "threshold_mode", "class_weight"):
+    for key in ("epochs", "max_train_samples", "text_column", "label_column", "task", "threshold_mode", "class_weight",
+                "pruner"):
         if getattr(cfg, key) is None:
             setattr(cfg, key, stored.get(key))
     if cfg.space is None and stored.get("space"):
@@ -522,6 +524,7 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
     models_dir = Path(cfg.models_dir).resolve() if cfg.models_dir else Path(
         stored.get("models_dir") or studies_dir() / "models" / cfg.study)
 
+    cfg.pruner = cfg.pruner or "median"
     pruner = make_pruner(cfg.pruner, n_startup_trials=len(backbones))
     joined = False
     if stored:

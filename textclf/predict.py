@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,14 +63,12 @@ class Predictor:
             raise TextclfError(f"model folder {str(folder)!r} does not exist; pass a folder written by export")
         info = ModelInfo.load(folder)
         tok = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-        tok_config = folder / "tokenizer_config.json"
-        if not (tok_config.is_file() and "padding_side" in json.loads(tok_config.read_text(encoding="utf-8"))):
-            # Folders saved before the padding side was written down: XLNet must still pad on the left.
-            model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type", "")
-            tok.padding_side = _default_padding_side(_family_of(str(model_type)))
         kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
         model = transformers.AutoModelForSequenceClassification.from_pretrained(
             folder, trust_remote_code=False, use_safetensors=True, **kwargs)
+        if "padding_side" not in tok.init_kwargs:
+            # Folders saved before the padding side was written down: XLNet must still pad on the left.
+            tok.padding_side = _default_padding_side(_family_of(str(model.config.model_type)))
         model.eval()
         return cls(model, tok, info, precision=precision)
 

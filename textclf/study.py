@@ -402,9 +402,9 @@ class _Runner:
         trial.set_user_attr("metrics", {k: [float(x) for x in v] if isinstance(v, list) else float(v)
                                         for k, v in result.metrics.items()})
         trial.set_user_attr("train_time_s", result.train_time_s)
-        if result.out_of_time:
-            done = result.steps / math.ceil(len(train_enc) / cfg.batch_size)
-            trial.set_user_attr("stopped", f"time budget reached after {done:.2f} of {cfg.epochs} epochs")
+        if result.out_of_time:  # its last evaluation is where it stopped
+            trial.set_user_attr("stopped", f"time budget reached after {result.history[-1]['epoch']:.2f} of "
+                                           f"{cfg.epochs} epochs")
         trial.set_user_attr("latency_ms", _latency_ms(model, tok, data.validation.texts, cfg.max_length))
         trial.set_user_attr("report", detailed_report(data.task, data.validation.labels, result.val_probs,
                                                       data.label_names, 0.5 if threshold is None else threshold))
@@ -469,8 +469,7 @@ def _setup_attrs(study: Any, cfg: StudyConfig, backbones: list[str], metric: str
     return {"data": cfg.data, "text_column": cfg.text_column, "label_column": cfg.label_column, "task": cfg.task,
             "max_train_samples": cfg.max_train_samples, "seed": cfg.seed, "backbones": backbones, "metric": metric,
             "max_length": cfg.max_length, "epochs": cfg.epochs, "space": asdict(cfg.space),
-            "threshold_mode": cfg.threshold_mode or "global", "class_weight": cfg.class_weight or "none",
-            "pruner": cfg.pruner,
+            "threshold_mode": cfg.threshold_mode, "class_weight": cfg.class_weight, "pruner": cfg.pruner,
             "models_dir": str(models_dir)}
 
 
@@ -482,6 +481,13 @@ def _adopt_stored(cfg: StudyConfig, stored: dict[str, Any]) -> None:
             setattr(cfg, key, stored.get(key))
     if cfg.space is None and stored.get("space"):
         cfg.space = SearchSpace(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored["space"].items()})
+
+
+def _fill_defaults(cfg: StudyConfig) -> None:
+    """Defaults of the stored settings that neither this command nor the study it resumes or joins gave."""
+    cfg.pruner = cfg.pruner or "median"
+    cfg.threshold_mode = cfg.threshold_mode or "global"
+    cfg.class_weight = cfg.class_weight or "none"
 
 
 def _check_resume(stored: dict[str, Any], cfg: StudyConfig, backbones: list[str] | None, metric: str | None) -> None:
@@ -524,21 +530,20 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
     models_dir = Path(cfg.models_dir).resolve() if cfg.models_dir else Path(
         stored.get("models_dir") or studies_dir() / "models" / cfg.study)
 
-    cfg.pruner = cfg.pruner or "median"
-    pruner = make_pruner(cfg.pruner, n_startup_trials=len(backbones))
     joined = False
     if stored:
-        study = optuna.load_study(study_name=cfg.study, storage=storage, pruner=pruner)
+        study = optuna.load_study(study_name=cfg.study, storage=storage)
     else:
         try:  # the one worker that creates the study sets it up; any other joins it
-            study = optuna.create_study(study_name=cfg.study, storage=storage, direction="maximize", pruner=pruner)
+            study = optuna.create_study(study_name=cfg.study, storage=storage, direction="maximize")
         except optuna.exceptions.DuplicatedStudyError:
             joined = True
             stored = _stored_attrs(storage, cfg.study, wait_s=120)
             _check_resume(stored, cfg, cfg.backbones, cfg.metric)
             _adopt_stored(cfg, stored)
-            study = optuna.load_study(study_name=cfg.study, storage=storage, pruner=pruner)
+            study = optuna.load_study(study_name=cfg.study, storage=storage)
         else:
+            _fill_defaults(cfg)
             stored = _setup_attrs(study, cfg, backbones, metric, models_dir)
             stored["label_names"], stored["task"] = data.label_names, data.task
             stored["data_summary"] = data.describe()
@@ -546,7 +551,8 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
             for name in backbones:
                 study.enqueue_trial(recipe_params(name, cfg.space, cfg.epochs), user_attrs={"recipe": True},
                                     skip_if_exists=True)
-    cfg.threshold_mode, cfg.class_weight = cfg.threshold_mode or "global", cfg.class_weight or "none"
+    _fill_defaults(cfg)
+    study.pruner = make_pruner(cfg.pruner, n_startup_trials=len(backbones))
     # Seeded TPE: a sequential resume continues deterministically; workers running side by side get distinct
     # seeds, or they would all propose the same random start-up configurations.
     trials_now = study.get_trials(deepcopy=False)

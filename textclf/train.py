@@ -8,6 +8,7 @@ study uses for pruning, early stopping, and the best weights restored at the end
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import math
@@ -320,6 +321,8 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
     import torch.nn.functional as F
     from transformers import get_linear_schedule_with_warmup
 
+    from textclf.cpu_dropout import fast_dropout
+
     device = device or default_device()
     tune_allocator()
     precision = resolve_precision(cfg.precision, device)
@@ -379,9 +382,10 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total_steps, disable=not progress, desc="training", unit="step", leave=False)
     model.train()
-    try:
+    # torch's CPU dropout samples one element at a time (~15% of a step); CUDA's is fast already.
+    faster = fast_dropout(model) if device == "cpu" else contextlib.nullcontext()
+    with tqdm(total=total_steps, disable=not progress, desc="training", unit="step", leave=False) as bar, faster:
         for _epoch in range(cfg.epochs):
             for idx in length_grouped_batches(lengths, cfg.batch_size, rng):
                 inputs, y = collate(tokenizer, train_enc, idx, task, num_labels, device)
@@ -414,8 +418,6 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
                     break
             if stopped_early:
                 break
-    finally:
-        bar.close()
     train_time = time.perf_counter() - start
     if best_state is not None:
         model.load_state_dict(best_state)

@@ -1,0 +1,98 @@
+"""The CPU dropout used in training: its mask statistics, that it computes what the model's own attention does, and
+that the model comes back unchanged after training."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from textclf.backbones import load_model, load_tokenizer, resolve_backbone
+from textclf.cpu_dropout import ATTENTION_NAME, FastDropout, drop, fast_dropout, keep_mask
+from textclf.train import collate, encode
+
+TEXTS = ["the delivery came late and the box was crushed", "great sound, comfortable, worth it",
+         "meh", "I would not buy these headphones again, the battery died after a week of light use"]
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_keep_mask_keeps_one_minus_p_and_is_seeded(p: float) -> None:
+    torch.manual_seed(0)
+    mask = keep_mask((1000, 999), p)
+    assert mask.shape == (1000, 999) and mask.dtype == torch.bool
+    assert mask.float().mean().item() == pytest.approx(1 - p, abs=0.002)  # 999,000 draws: std ~0.0005
+    torch.manual_seed(0)
+    assert torch.equal(keep_mask((1000, 999), p), mask)
+    assert not torch.equal(keep_mask((1000, 999), p), mask)
+
+
+def test_drop_scales_what_it_keeps_and_is_the_identity_when_off() -> None:
+    x = torch.ones(200, 500)
+    out = drop(x, 0.25)
+    kept = out != 0
+    assert torch.allclose(out[kept], torch.full_like(out[kept], 1 / 0.75))
+    assert out.mean().item() == pytest.approx(1.0, abs=0.01)  # inverted dropout keeps the expectation
+    assert drop(x, 0.25, training=False) is x and drop(x, 0.0) is x
+    x.requires_grad_()
+    drop(x, 0.25).sum().backward()
+    assert torch.unique(x.grad).tolist() == [0.0, pytest.approx(1 / 0.75)]  # the same mask, scaled, backwards
+
+
+def _model_and_batch(name: str, **config: float) -> tuple[object, dict]:
+    spec = resolve_backbone(name)
+    tok = load_tokenizer(spec)
+    model = load_model(spec, num_labels=3, multi_label=False, pad_token_id=tok.pad_token_id, seed=0)
+    for key, value in config.items():
+        setattr(model.config, key, value)
+    inputs, _ = collate(tok, encode(tok, TEXTS, [0, 1, 2, 0], 64), range(len(TEXTS)), "single_label", 3, "cpu")
+    return model, inputs
+
+
+@pytest.mark.parametrize("name", ["tiny-bert", "tiny-roberta"])
+def test_rerouted_attention_gives_the_models_own_outputs_and_is_undone(tiny_models: dict, name: str) -> None:
+    model, inputs = _model_and_batch(name)
+    model.eval()
+    before = model(**inputs).logits
+    modules = [type(m) for m in model.modules()]
+    with torch.no_grad(), fast_dropout(model):
+        assert model.config._attn_implementation == ATTENTION_NAME
+        assert any(isinstance(m, FastDropout) for m in model.modules())
+        inside = model(**inputs).logits  # padded batch: the additive mask must hide the padding as sdpa's does
+    assert torch.allclose(inside, before, atol=1e-5)
+    assert model.config._attn_implementation == "sdpa"
+    assert [type(m) for m in model.modules()] == modules
+
+
+def test_attention_probabilities_are_dropped_in_training(tiny_models: dict) -> None:
+    # Only attention dropout on: outputs vary between two training passes, and match eval with p = 0.
+    model, inputs = _model_and_batch("tiny-bert")
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    for layer in model.bert.encoder.layer:
+        layer.attention.self.dropout.p = 0.5
+    model.train()
+    torch.manual_seed(0)
+    with torch.no_grad(), fast_dropout(model):
+        first, second = model(**inputs).logits, model(**inputs).logits
+    assert not torch.allclose(first, second)
+    for layer in model.bert.encoder.layer:
+        layer.attention.self.dropout.p = 0.0
+    with torch.no_grad(), fast_dropout(model):
+        no_drop = model(**inputs).logits
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(no_drop, model(**inputs).logits, atol=1e-5)
+
+
+def test_other_attention_is_kept_and_modules_come_back_after_an_error(tiny_models: dict) -> None:
+    model, inputs = _model_and_batch("tiny-xlnet")
+    implementation = model.config._attn_implementation
+    originals = [m for m in model.modules() if type(m) is torch.nn.Dropout]
+    assert originals
+    with pytest.raises(RuntimeError, match="pruned"), fast_dropout(model):  # how a pruned trial leaves training
+        assert model.config._attn_implementation == implementation  # XLNet's own attention: modules only
+        assert not any(type(m) is torch.nn.Dropout for m in model.modules())
+        model.train()
+        assert torch.isfinite(model(**inputs).logits).all()
+        raise RuntimeError("pruned")
+    assert [m for m in model.modules() if type(m) is torch.nn.Dropout] == originals

@@ -159,6 +159,45 @@ def test_bf16_fast_path_keeps_the_fp32_decisions(tiny_models: dict, studies: Pat
     assert [p.label for p in fast.predict(texts)] == [p.label for p in exact.predict(texts)]
 
 
+@pytest.mark.slow
+def test_compiled_predictor_answers_once_ready_with_the_fp32_decisions(tiny_models: dict, studies: Path) -> None:
+    from textclf.data import load_data
+    from textclf.predict import Predictor
+
+    run_study(StudyConfig(study="c1", data="demo", backbones=["tiny-bert"], trials=1, **FAST), progress=False, log=quiet)
+    folder = best_model_dir(load_study("c1"))
+    texts = load_data("demo").validation.texts
+    exact = Predictor.from_dir(folder, precision="fp32")
+    compiled = Predictor.from_dir(folder, precision="bf16", compile=True)
+    assert compiled.wait_compiled(600), compiled.compile_error
+    calls: list[int] = []
+    real = compiled.compiled
+    compiled.compiled = lambda **batch: calls.append(len(batch["input_ids"])) or real(**batch)
+    assert [p.label for p in compiled.predict(texts)] == [p.label for p in exact.predict(texts)]
+    assert [p.label for p in compiled.predict(texts[:1])] == [p.label for p in exact.predict(texts[:1])]
+    assert calls and calls[-1] == 1  # the many-text path and the one-text path both went through the graph
+
+
+def test_a_failed_compile_leaves_the_eager_predictor_answering(tiny_models: dict, studies: Path, monkeypatch) -> None:
+    import torch
+
+    from textclf.data import load_data
+    from textclf.predict import Predictor
+
+    def no_compiler(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    run_study(StudyConfig(study="c2", data="demo", backbones=["tiny-bert"], trials=1, **FAST), progress=False, log=quiet)
+    folder = best_model_dir(load_study("c2"))
+    texts = load_data("demo").validation.texts
+    predictor = Predictor.from_dir(folder, precision="bf16", compile=True)
+    assert predictor.wait_compiled(60) is False
+    assert predictor.compile_error == "RuntimeError: no C++ compiler found"
+    exact = Predictor.from_dir(folder, precision="fp32")
+    assert [p.label for p in predictor.predict(texts)] == [p.label for p in exact.predict(texts)]
+
+
 def test_test_split_is_scored_once_for_the_chosen_model(tiny_models: dict, studies: Path, monkeypatch) -> None:
     cfg = dict(study="t1", data="demo", backbones=["tiny-bert"], trials=1, **FAST)
     summary = run_study(StudyConfig(**cfg), progress=False, log=quiet)

@@ -42,6 +42,8 @@ class DashboardConfig:
     max_train_samples: int | None = None
     max_upload_mb: float = 50.0
     max_concurrent_studies: int = 4
+    # Compile each loaded model for the live box in the background (see Predictor): the app turns it on.
+    compile_models: bool = False
 
     @classmethod
     def from_env(cls, storage: str | None = None, studies_dir: str | Path | None = None,
@@ -149,9 +151,10 @@ class StudyManager:
 class ModelStore:
     """The kept best models under ``studies/models/<study>/<backbone>/``, loaded on demand and cached (a few)."""
 
-    def __init__(self, root: Path, capacity: int = 4) -> None:
+    def __init__(self, root: Path, capacity: int = 4, compile: bool = False) -> None:
         self.root = root
         self.capacity = capacity
+        self.compile = compile
         self._cache: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
         self._loading = threading.Lock()  # one load at a time: a burst of first requests must not load N copies
@@ -203,7 +206,9 @@ class ModelStore:
             cached = self._cached(key)  # loaded by the request we waited for
             if cached is not None:
                 return cached
-            predictor = Predictor.from_dir(models[choice], attn_implementation="eager" if eager else None)
+            # The attention view's eager copy only serves clicks: compiling it would not pay.
+            predictor = Predictor.from_dir(models[choice], attn_implementation="eager" if eager else None,
+                                           compile=self.compile and not eager)
             with self._lock:
                 self._cache[key] = predictor
                 while len(self._cache) > self.capacity:
@@ -218,7 +223,7 @@ class Dashboard:
     def __init__(self, cfg: DashboardConfig) -> None:
         self.cfg = cfg
         self.studies = StudyManager(cfg)
-        self.models = ModelStore(cfg.models_dir)
+        self.models = ModelStore(cfg.models_dir, compile=cfg.compile_models)
         self._storage: Any = None
 
     @property

@@ -95,6 +95,27 @@ def test_predict_and_batch_predict(trained: Dashboard, tmp_path: Path) -> None:
         trained.predict("  ", BEST)
 
 
+def test_the_app_compiles_the_live_boxs_model_but_not_the_attention_views(trained: Dashboard,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import textclf.predict as predict_mod
+    from textclf.dashboard import ModelStore
+
+    asked: list[tuple[str | None, bool]] = []
+    real = predict_mod.Predictor.from_dir.__func__
+
+    def from_dir(cls, folder, *, attn_implementation=None, precision="auto", compile=False):
+        asked.append((attn_implementation, compile))
+        return real(cls, folder, attn_implementation=attn_implementation, precision="fp32")
+
+    monkeypatch.setattr(predict_mod.Predictor, "from_dir", classmethod(from_dir))
+    store = ModelStore(trained.cfg.models_dir, compile=True)
+    store.get(BEST)
+    store.get(BEST, eager=True)
+    assert asked == [(None, True), ("eager", False)]
+    ModelStore(trained.cfg.models_dir).get(BEST)  # the library default (and the tests'): no compiling
+    assert asked[-1] == (None, False)
+
+
 def test_attention_callback_renders_escaped_html(trained: Dashboard) -> None:
     payload = "<script>alert(1)</script> broke"
     fig, html_out = trained.attention(payload, [BEST], layer=1, head=None)

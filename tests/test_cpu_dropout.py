@@ -32,6 +32,7 @@ def test_drop_scales_what_it_keeps_and_is_the_identity_when_off() -> None:
     assert torch.allclose(out[kept], torch.full_like(out[kept], 1 / 0.75))
     assert out.mean().item() == pytest.approx(1.0, abs=0.01)  # inverted dropout keeps the expectation
     assert drop(x, 0.25, training=False) is x and drop(x, 0.0) is x
+    assert torch.equal(drop(x, 1.0), torch.zeros_like(x))
     x.requires_grad_()
     drop(x, 0.25).sum().backward()
     assert torch.unique(x.grad).tolist() == [0.0, pytest.approx(1 / 0.75)]  # the same mask, scaled, backwards

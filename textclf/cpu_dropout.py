@@ -41,6 +41,8 @@ def drop(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """``torch.nn.functional.dropout`` with the faster mask."""
     if not training or p == 0.0:
         return x
+    if p >= 1.0:  # as torch does: everything dropped (and no division by zero)
+        return torch.zeros_like(x)
     return x * keep_mask(x.shape, p, x.device) * (1.0 / (1.0 - p))
 
 

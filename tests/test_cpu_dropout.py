@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from textclf.backbones import load_model, load_tokenizer, resolve_backbone
-from textclf.cpu_dropout import ATTENTION_NAME, FastDropout, drop, fast_dropout, keep_mask
+from textclf.cpu_dropout import ATTENTION_NAME, PLAIN_ATTENTION, FastDropout, drop, fast_dropout, keep_mask
 from textclf.train import collate, encode
 
 TEXTS = ["the delivery came late and the box was crushed", "great sound, comfortable, worth it",
@@ -97,3 +97,27 @@ def test_other_attention_is_kept_and_modules_come_back_after_an_error(tiny_model
         assert torch.isfinite(model(**inputs).logits).all()
         raise RuntimeError("pruned")
     assert [m for m in model.modules() if type(m) is torch.nn.Dropout] == originals
+
+
+@pytest.mark.parametrize("model_type", [*sorted(PLAIN_ATTENTION), "albert", "deberta-v2"])
+def test_every_rerouted_family_computes_its_own_attention(model_type: str) -> None:
+    # Families on the list must give their own outputs through the copy; others keep their attention untouched.
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    if model_type == "distilbert":
+        config = AutoConfig.for_model(model_type, vocab_size=100, dim=32, n_layers=2, n_heads=2, hidden_dim=64)
+    else:
+        config = AutoConfig.for_model(model_type, vocab_size=100, hidden_size=32, num_hidden_layers=2,
+                                      num_attention_heads=2, intermediate_size=64)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(config).eval()
+    ids = torch.randint(5, 100, (2, 7))
+    mask = torch.ones(2, 7, dtype=torch.long)
+    mask[1, 5:] = 0
+    with torch.no_grad():
+        before = model(input_ids=ids, attention_mask=mask).logits
+        with fast_dropout(model):
+            rerouted = model.config._attn_implementation == ATTENTION_NAME
+            inside = model(input_ids=ids, attention_mask=mask).logits
+    assert rerouted == (model_type in PLAIN_ATTENTION)
+    assert torch.allclose(inside, before, atol=1e-5)

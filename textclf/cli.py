@@ -108,17 +108,20 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print(f"best: trial {best['trial']} {best['backbone']} {metric}={best['value']:.4f} ({params})")
 
 
-RUN_DEFAULTS = {"trials": 10, "seed": 42, "max_length": 128, "evals_per_epoch": None,
-                "pruning_eval_rows": 512}
+# Settings read straight from the merged options below: their defaults are StudyConfig's own.
+RUN_DEFAULTED = ("trials", "seed", "max_length", "evals_per_epoch", "pruning_eval_rows")
 
 
 def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
+    from dataclasses import fields
+
     from textclf.errors import ConfigError
     from textclf.study import SearchSpace, StudyConfig, load_preset, run_study
 
     preset = load_preset(args.study)
     given = {k: v for k, v in vars(args).items() if v is not None}
-    opts = RUN_DEFAULTS | preset | given  # flags override the study's preset file, which overrides defaults
+    defaults = {f.name: f.default for f in fields(StudyConfig) if f.name in RUN_DEFAULTED}
+    opts = defaults | preset | given  # flags override the study's preset file, which overrides defaults
     if not opts.get("data"):
         raise ConfigError(f"--data is required: no studies/{args.study}.toml preset sets it; e.g. --data demo")
     if isinstance(opts.get("backbones"), str):

@@ -41,7 +41,7 @@ def in_process(model_dir: str) -> list[str]:
                 lines.append(f"compiling failed, skipped: {p.compile_error}")
                 continue
             lines.append(f"compiled in the background in {time.perf_counter() - start:.1f} s (load included)")
-        precision = f"{precision}{' compiled' if compile else ''}"
+        path = f"{precision}{' compiled' if compile else ''}"
         texts = texts_of_at_most(p.tokenizer, 32)
         for size in (1, 8, 32):
             batches = [texts[i:i + size] for i in range(0, len(texts) - size + 1, size)][:60]
@@ -52,7 +52,7 @@ def in_process(model_dir: str) -> list[str]:
                 start = time.perf_counter()
                 p.predict(b)
                 times.append(1000 * (time.perf_counter() - start))
-            lines.append(f"in-process {precision:>13}, {size:>2} text(s) of <= 32 tokens: p50 {statistics.median(times):.2f} ms, "
+            lines.append(f"in-process {path:>13}, {size:>2} text(s) of <= 32 tokens: p50 {statistics.median(times):.2f} ms, "
                          f"p95 {percentile(times, 95):.2f} ms ({len(times)} calls)")
         labels = [r.label for r in p.predict(texts)]
         reference = reference or labels

@@ -358,7 +358,7 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
         (mid-epoch, on the pruning sample) only reports: weights are kept and compared on full ones."""
         nonlocal best_value, best_state, best_probs, best_metrics, evals_since_best, running_loss, n_loss
         enc = val_enc if full else pruning_enc
-        full = enc is val_enc
+        full = enc is val_enc  # a validation split no larger than the sample makes every evaluation a full one
         logits = predict_logits(model, tokenizer, enc, batch_size=cfg.eval_batch_size, precision=precision,
                                 device=device)
         model.train()

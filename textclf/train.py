@@ -321,6 +321,7 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
     import torch.nn.functional as F
     from transformers import get_linear_schedule_with_warmup
 
+    from textclf.compact_vocab import compact_vocab
     from textclf.cpu_dropout import fast_dropout
 
     device = device or default_device()
@@ -330,10 +331,8 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
     num_labels = int(model.config.num_labels)
     seed_everything(cfg.seed)
     model.to(device)
-    optimizer = build_optimizer(model, head_prefixes, cfg)
     steps_per_epoch = math.ceil(len(train_enc) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, round(cfg.warmup_fraction * total_steps), total_steps)
     # Steps within an epoch after which to evaluate; the epoch's last step always is one. Spreading k evaluations
     # evenly (rather than every steps//k) keeps the last one from landing a step before the epoch-end one.
     if cfg.eval_every_steps:
@@ -359,22 +358,23 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
         nonlocal best_value, best_state, best_probs, best_metrics, evals_since_best, running_loss, n_loss
         enc = val_enc if full else pruning_enc
         full = enc is val_enc  # a validation split no larger than the sample makes every evaluation a full one
-        logits = predict_logits(model, tokenizer, enc, batch_size=cfg.eval_batch_size, precision=precision,
-                                device=device)
+        with vocab.full_table():  # the whole vocabulary: validation texts use rows training never touched
+            logits = predict_logits(model, tokenizer, enc, batch_size=cfg.eval_batch_size, precision=precision,
+                                    device=device)
+            probs = softmax_or_sigmoid(logits, task)
+            metrics = compute_metrics(task, enc.labels, probs, metric=metric, threshold_mode=cfg.threshold_mode)
+            if full and metrics[metric] > best_value:
+                best_value, best_metrics, best_probs, evals_since_best = metrics[metric], metrics, probs, 0
+                # A CPU copy of the best weights: restoring them at the end is what early stopping promises.
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            elif full:
+                evals_since_best += 1
         model.train()
-        probs = softmax_or_sigmoid(logits, task)
-        metrics = compute_metrics(task, enc.labels, probs, metric=metric, threshold_mode=cfg.threshold_mode)
         row = {"step": step, "epoch": step / steps_per_epoch, "train_loss": running_loss / max(n_loss, 1), **metrics}
         if not full:
             row["rows"] = len(enc)
         history.append(row)
         running_loss, n_loss = 0.0, 0
-        if full and metrics[metric] > best_value:
-            best_value, best_metrics, best_probs, evals_since_best = metrics[metric], metrics, probs, 0
-            # A CPU copy of the best weights: restoring them at the end is what early stopping promises.
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        elif full:
-            evals_since_best += 1
         percent = round(100 * step / steps_per_epoch)  # progress in hundredths of an epoch: comparable across batch sizes
         if on_eval is not None and (not history[:-1] or percent != round(100 * history[-2]["epoch"])):
             on_eval(percent, {**metrics, "rows": len(enc)})
@@ -385,7 +385,12 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
     model.train()
     # torch's CPU dropout samples one element at a time (~15% of a step); CUDA's is fast already.
     faster = fast_dropout(model) if device == "cpu" else contextlib.nullcontext()
-    with tqdm(total=total_steps, disable=not progress, desc="training", unit="step", leave=False) as bar, faster:
+    # Only the vocabulary rows the training texts use get gradients: the optimizer sees just those (same updates).
+    used_ids = [f["input_ids"] for f in train_enc.features] + [[tokenizer.pad_token_id]] * (tokenizer.pad_token_id is not None)
+    with tqdm(total=total_steps, disable=not progress, desc="training", unit="step", leave=False) as bar, faster, \
+            compact_vocab(model, used_ids) as vocab:
+        optimizer = build_optimizer(model, head_prefixes, cfg)
+        scheduler = get_linear_schedule_with_warmup(optimizer, round(cfg.warmup_fraction * total_steps), total_steps)
         for _epoch in range(cfg.epochs):
             for idx in length_grouped_batches(lengths, cfg.batch_size, rng):
                 inputs, y = collate(tokenizer, train_enc, idx, task, num_labels, device)
@@ -399,6 +404,7 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 optimizer.step()
+                vocab.after_step(optimizer)  # before the scheduler changes the learning rate this step used
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1

@@ -415,3 +415,17 @@ def test_mid_epoch_evaluations_score_a_sample_and_only_full_ones_choose_the_weig
     # Weights are chosen, and patience counted, over full evaluations only: a partial one never stops training.
     assert len(result.history) == 4
     assert result.metrics["accuracy"] == max(row["accuracy"] for row in full)
+
+
+@pytest.mark.parametrize("batch_size", [8, 13, 32])
+def test_evaluations_are_reported_at_the_same_points_whatever_the_batch_size(tiny_models: dict,
+                                                                              batch_size: int) -> None:
+    from textclf.train import TrainConfig
+
+    # Steps per epoch that do not divide by 4 (240 rows at batch 13: 19; the evaluations land on steps 5, 10, 14 and
+    # 19, at 26, 53, 74 and 100% of the epoch) still report at 25/50/75/100: the pruner compares trials only at
+    # equal points.
+    cfg = TrainConfig(lr=1e-3, batch_size=batch_size, epochs=2, evals_per_epoch=4, pruning_eval_rows=5, seed=3)
+    reported: list[int] = []
+    _train_on_demo("tiny-bert", cfg, on_eval=lambda step, m: reported.append(step))
+    assert reported == [25, 50, 75, 100, 125, 150, 175, 200]

@@ -335,11 +335,15 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
     total_steps = steps_per_epoch * cfg.epochs
     # Steps within an epoch after which to evaluate; the epoch's last step always is one. Spreading k evaluations
     # evenly (rather than every steps//k) keeps the last one from landing a step before the epoch-end one.
+    # Each is reported at its share of the epoch: k evenly spread evaluations at exactly i/k, so trials with other
+    # batch sizes report at the same points (63 steps put the second of 4 at step 32, 51% of the epoch, and the
+    # pruner only compares trials at equal points).
     if cfg.eval_every_steps:
-        eval_points = set(range(cfg.eval_every_steps, steps_per_epoch, cfg.eval_every_steps)) | {steps_per_epoch}
+        eval_points = {s: s / steps_per_epoch for s in range(cfg.eval_every_steps, steps_per_epoch, cfg.eval_every_steps)}
+        eval_points[steps_per_epoch] = 1.0
     else:
         k = min(cfg.evals_per_epoch, steps_per_epoch)
-        eval_points = {round(i * steps_per_epoch / k) for i in range(1, k + 1)}
+        eval_points = {round(i * steps_per_epoch / k): i / k for i in range(1, k + 1)}
     lengths = [len(f["input_ids"]) for f in train_enc.features]
     rng = random.Random(cfg.seed)
     weight = class_weights(train_enc.labels, task, num_labels, device) if cfg.class_weight == "balanced" else None
@@ -347,6 +351,7 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
     history: list[dict[str, float]] = []
     best_value, best_state, best_probs, best_metrics = -math.inf, None, None, {}
     evals_since_best, step, running_loss, n_loss = 0, 0, 0.0, 0
+    reported = [-1]  # percents already passed to on_eval
     stopped_early = out_of_time = False
     start = time.perf_counter()
 
@@ -375,8 +380,11 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
             row["rows"] = len(enc)
         history.append(row)
         running_loss, n_loss = 0.0, 0
-        percent = round(100 * step / steps_per_epoch)  # progress in hundredths of an epoch: comparable across batch sizes
-        if on_eval is not None and (not history[:-1] or percent != round(100 * history[-2]["epoch"])):
+        # Progress in hundredths of an epoch: comparable across batch sizes. A deadline stop reports where it is.
+        epochs_done, in_epoch = divmod(step, steps_per_epoch)
+        percent = round(100 * (epochs_done + eval_points.get(in_epoch, in_epoch / steps_per_epoch)))
+        if on_eval is not None and percent != reported[-1]:
+            reported.append(percent)
             on_eval(percent, {**metrics, "rows": len(enc)})
         return full and cfg.early_stopping_patience is not None and evals_since_best >= cfg.early_stopping_patience
 

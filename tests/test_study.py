@@ -401,6 +401,53 @@ def test_median_pruner_waits_for_two_finished_trials_at_a_step() -> None:
     assert behind_at_half_an_epoch()
 
 
+def test_with_one_finished_trial_only_a_trial_short_of_half_its_lead_over_chance_is_cut() -> None:
+    import optuna
+
+    from textclf.study import make_pruner
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", pruner=make_pruner("median", n_startup_trials=1, chance=0.5))
+
+    def pruned_at(value: float, step: int = 50) -> bool:
+        trial = study.ask()
+        trial.report(value, step)
+        pruned = trial.should_prune()
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED if pruned else optuna.trial.TrialState.FAIL)
+        return pruned
+
+    assert not pruned_at(0.52)  # no finished trial: nothing to judge by
+    first = study.ask()
+    first.report(0.9, 50)
+    study.tell(first, 0.9)
+    assert pruned_at(0.69) and not pruned_at(0.71)  # halfway from chance (0.5) to the finished trial (0.9) is 0.7
+    assert not pruned_at(0.52, step=25)  # the finished trial never reported there
+    second = study.ask()
+    second.report(0.6, 50)
+    study.tell(second, 0.6)
+    assert not pruned_at(0.76) and pruned_at(0.74)  # two finished: the median (0.75) rules alone
+
+
+@pytest.mark.parametrize("task", ["single_label", "multi_label"])
+def test_chance_is_the_score_of_predicting_the_training_priors(task: str) -> None:
+    from textclf.baseline import chance_score
+    from textclf.data import Split, TextData
+
+    if task == "single_label":
+        train_labels, val_labels = [0, 0, 0, 1, 2], [0, 1, 1, 2]
+        expected = {"accuracy": 0.25}  # always the training majority, class 0
+    else:
+        train_labels, val_labels = [[0], [0, 1], [0], [1]], [[0], [1], [0, 1], []]
+        # Label 0 (3 of 4 rows) is predicted everywhere and label 1 (2 of 4) too at the best threshold (<= 0.5).
+        expected = {"macro_f1": (2 * 2 / 6 + 2 * 2 / 6) / 2}
+    data = TextData(train=Split(["t"] * len(train_labels), train_labels),
+                    validation=Split(["v"] * len(val_labels), val_labels), test=None, task=task, source="mem",
+                    text_column="text", label_column="label",
+                    label_names=["a", "b", "c"][: 3 if task == "single_label" else 2])
+    for metric, value in expected.items():
+        assert chance_score(data, metric) == pytest.approx(value)
+
+
 def test_mid_epoch_evaluations_score_a_sample_and_only_full_ones_choose_the_weights(tiny_models: dict) -> None:
     from textclf.train import TrainConfig
 

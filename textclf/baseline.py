@@ -1,4 +1,5 @@
-"""The traditional reference every study records: TF-IDF features + logistic regression, on the same split."""
+"""The references a study measures itself against: TF-IDF features + logistic regression (recorded with every
+study), and chance (the training priors, which the pruner uses)."""
 
 from __future__ import annotations
 
@@ -53,3 +54,17 @@ def tfidf_baseline(data: TextData, metric: str, seed: int = 42, threshold_mode: 
         result["test_value"], result["test_metrics"] = test[metric], test
     result["time_s"] = time.perf_counter() - start
     return result
+
+
+def chance_score(data: TextData, metric: str, threshold_mode: str | None = "global") -> float:
+    """``metric`` on validation of a model that knows only the training labels' frequencies: the majority class
+    for single-label accuracy, each label's frequency as its probability (thresholds chosen as the study's are) for
+    multi-label."""
+    if data.task == "single_label":
+        prior = np.bincount(np.asarray(data.train.labels, dtype=np.int64), minlength=data.num_labels).astype(float)
+    else:
+        prior = label_matrix(data.train.labels, data.num_labels).sum(axis=0).astype(float)
+    prior /= max(len(data.train), 1)
+    probs = np.tile(prior, (len(data.validation), 1))
+    return float(compute_metrics(data.task, data.validation.labels, probs, metric=metric,
+                                 threshold_mode=threshold_mode or "global")[metric])

@@ -69,6 +69,17 @@ def test_learning_curves_mark_pruned_trials() -> None:
     assert fig.data[0].line.dash == "solid"
 
 
+def test_learning_curve_hover_says_which_points_scored_training_rows() -> None:
+    study = make_study([])
+    curve = [{"step": 50, "accuracy": 0.7, "rows": 500, "on": "train"}, {"step": 100, "accuracy": 0.8, "rows": 872}]
+    study.add_trial(optuna.trial.create_trial(
+        params={"backbone": "minilm", "lr": 1e-4, "head_lr_ratio": 10, "batch_size": 32}, distributions=DISTS,
+        value=0.8, user_attrs={"learning_curve": curve}, intermediate_values={50: 0.7, 100: 0.8}))
+    fig = charts.learning_curves(charts.study_data(study))
+    assert list(fig.data[0].text) == ["<br>500 training rows, each before it was learnt", ""]
+    assert "%{text}" in fig.data[0].hovertemplate
+
+
 def test_history_tracks_the_best_so_far() -> None:
     fig = charts.optimization_history(charts.study_data(make_study(FULL)))
     assert list(fig.data[1].y) == [0.85, 0.85, 0.85, 0.85]

@@ -250,7 +250,7 @@ def _train_on_demo(backbone: str, cfg: Any, **kwargs: Any) -> Any:
     tok = load_tokenizer(spec)
     tr = encode(tok, data.train.texts, data.train.labels, 64)
     va = encode(tok, data.validation.texts, data.validation.labels, 64)
-    model = load_model(spec, num_labels=3, multi_label=False, seed=cfg.seed)
+    model = load_model(spec, num_labels=3, multi_label=False, seed=cfg.seed, dropout=kwargs.pop("dropout", None))
     return train(model, tok, tr, va, cfg, task="single_label", head_prefixes=head_prefixes(model, spec), **kwargs)
 
 
@@ -452,7 +452,7 @@ def test_mid_epoch_evaluations_score_a_sample_and_only_full_ones_choose_the_weig
     from textclf.train import TrainConfig
 
     cfg = TrainConfig(lr=1e-3, batch_size=8, epochs=2, evals_per_epoch=2, pruning_eval_rows=5, seed=3,
-                      early_stopping_patience=1)
+                      early_stopping_patience=1, progressive_pruning=False)
     reported: list[tuple[int, int]] = []
     result = _train_on_demo("tiny-bert", cfg, on_eval=lambda step, m: reported.append((step, m["rows"])))
     partial = [row for row in result.history if "rows" in row]
@@ -476,3 +476,45 @@ def test_evaluations_are_reported_at_the_same_points_whatever_the_batch_size(tin
     reported: list[int] = []
     _train_on_demo("tiny-bert", cfg, on_eval=lambda step, m: reported.append(step))
     assert reported == [25, 50, 75, 100, 125, 150, 175, 200]
+
+
+def test_first_epoch_pruning_evaluations_score_the_training_rows_as_predicted_before_training_on_them(
+        tiny_models: dict) -> None:
+    import random
+
+    import torch
+
+    from textclf.backbones import head_prefixes, load_model, load_tokenizer, resolve_backbone
+    from textclf.data import load_data
+    from textclf.metrics import compute_metrics, softmax_or_sigmoid
+    from textclf.train import Encoded, TrainConfig, encode, length_grouped_batches, predict_logits, train
+
+    data = load_data("demo")
+    spec = resolve_backbone("tiny-bert")
+    tok = load_tokenizer(spec)
+    train_enc = encode(tok, data.train.texts, data.train.labels, 64)
+    val_enc = encode(tok, data.validation.texts, data.validation.labels, 64)
+    model = load_model(spec, num_labels=3, multi_label=False, seed=3, dropout=0.0)
+    with torch.no_grad():  # a head whose decisions vary from row to row, so the score depends on which rows
+        model.classifier.weight.mul_(200.0)
+    start = load_model(spec, num_labels=3, multi_label=False, seed=3, dropout=0.0)
+    start.load_state_dict(model.state_dict())
+    # A learning rate too small to move the weights and no dropout: the model that predicted each row before
+    # training on it is the starting one, so the first score must be its score on the first half's rows.
+    cfg = TrainConfig(lr=1e-12, head_lr_ratio=1.0, batch_size=8, epochs=2, evals_per_epoch=2, pruning_eval_rows=5,
+                      seed=3, precision="fp32")
+    reported: list[dict] = []
+    result = train(model, tok, train_enc, val_enc, cfg, task="single_label", head_prefixes=head_prefixes(model, spec),
+                   on_eval=lambda step, m: reported.append({"step": step, **m}))
+    assert [(r["step"], r["rows"], r.get("on")) for r in reported] == [
+        (50, 120, "train"), (100, 60, None), (150, 5, None), (200, 60, None)]  # epoch 2: the validation sample
+    assert [row.get("on") for row in result.history] == ["train", None, None, None]
+
+    batches = length_grouped_batches([len(f["input_ids"]) for f in train_enc.features], 8, random.Random(3))
+    rows = [i for batch in batches[:15] for i in batch]  # 30 steps an epoch: the first evaluation follows step 15
+    other = sorted(set(range(len(train_enc))) - set(rows))
+    for part, expect_equal in ((rows, True), (other, False)):
+        enc = Encoded([train_enc.features[i] for i in part], [train_enc.labels[i] for i in part])
+        probs = softmax_or_sigmoid(predict_logits(start, tok, enc), "single_label")
+        score = compute_metrics("single_label", enc.labels, probs, metric="macro_f1")["macro_f1"]
+        assert (reported[0]["macro_f1"] == pytest.approx(score, abs=1e-9)) is expect_equal

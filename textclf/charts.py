@@ -191,7 +191,9 @@ def lr_ratio_map(data: StudyData) -> Any:
 
 
 def learning_curves(data: StudyData) -> Any:
-    """Validation score at every evaluation of every trial; pruned trials dashed and ended with a cross."""
+    """Validation score at every evaluation of every trial; pruned trials dashed and ended with a cross. Mid-epoch
+    points of the first epoch may score the training rows since the previous point instead, each predicted before
+    the model trained on it (progressive validation); their hover says so."""
     title = f"Learning curves (validation {data.metric})"
     rows = [t for t in data.trials if t.curve]
     if not rows:
@@ -204,12 +206,16 @@ def learning_curves(data: StudyData) -> Any:
         xs = [p["step"] / 100 for p in t.curve]
         ys = [p.get(data.metric) for p in t.curve]
         pruned = t.state == "PRUNED"
+        sources = [f"<br>{p['rows']} training rows, each before it was learnt" if p.get("on") == "train" else ""
+                   for p in t.curve]
         fig.add_trace(go.Scatter(
-            x=xs, y=ys, mode="lines+markers", name=t.backbone, legendgroup=t.backbone, showlegend=t.backbone not in shown,
+            x=xs, y=ys, text=sources, mode="lines+markers", name=t.backbone, legendgroup=t.backbone,
+            showlegend=t.backbone not in shown,
             line={"color": colors.get(t.backbone, "#999"), "dash": "dash" if pruned else "solid", "width": 2},
             marker={"symbol": ["circle"] * (len(xs) - 1) + ["x" if pruned else "circle"],
                     "size": [6] * (len(xs) - 1) + [12 if pruned else 6]},
-            hovertemplate=f"trial {t.number} ({t.state.lower()})<br>epoch %{{x:.2f}}: %{{y:.4f}}<extra>{t.backbone}</extra>"))
+            hovertemplate=f"trial {t.number} ({t.state.lower()})<br>epoch %{{x:.2f}}: %{{y:.4f}}%{{text}}"
+                          f"<extra>{t.backbone}</extra>"))
         shown.add(t.backbone)
     _baseline_line(fig, data)
     return _layout(fig, title, xaxis_title="epoch", yaxis_title=data.metric)

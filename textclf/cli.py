@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pruning-eval-rows", type=int, default=None, metavar="N",
                      help="mid-epoch evaluations, which only feed the pruner, score a fixed sample of N validation rows "
                           "(default 512; 0 = all); epoch-end ones, which choose the model, always score all")
+    run.add_argument("--no-progressive-pruning", dest="progressive_pruning", action="store_false", default=None,
+                     help="score the first epoch's mid-epoch evaluations on the validation sample too, rather than "
+                          "on the training rows since the last one as predicted before training on them (free)")
     run.add_argument("--dropout", type=float, default=None, help="dropout probability (default: the backbone's)")
     run.add_argument("--early-stopping", dest="early_stopping_patience", type=int, default=None, metavar="EVALS",
                      help="stop a trial after this many evaluations without improvement")
@@ -109,7 +112,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 # Settings read straight from the merged options below: their defaults are StudyConfig's own.
-RUN_DEFAULTED = ("trials", "seed", "max_length", "evals_per_epoch", "pruning_eval_rows")
+RUN_DEFAULTED = ("trials", "seed", "max_length", "evals_per_epoch", "pruning_eval_rows", "progressive_pruning")
 
 
 def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
@@ -135,7 +138,7 @@ def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
                       max_train_samples=opts.get("max_train_samples"), epochs=opts.get("epochs"), metric=opts.get("metric"),
                       seed=opts["seed"], pruner=opts.get("pruner"), space=SearchSpace(**space_kwargs) if space_kwargs else None,
                       max_length=opts["max_length"], evals_per_epoch=opts["evals_per_epoch"],
-                      pruning_eval_rows=opts["pruning_eval_rows"] or None,
+                      pruning_eval_rows=opts["pruning_eval_rows"] or None, progressive_pruning=opts["progressive_pruning"],
                       text_column=opts.get("text_column"), label_column=opts.get("label_column"), task=opts.get("task"),
                       dropout=opts.get("dropout"), early_stopping_patience=opts.get("early_stopping_patience"),
                       seeds=opts.get("seeds") or 0, threshold_mode=opts.get("threshold_mode"),

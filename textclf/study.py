@@ -78,6 +78,7 @@ class StudyConfig:
     max_length: int = 128
     evals_per_epoch: int | None = None  # None: enough for 4 evaluations (pruning chances) per trial
     pruning_eval_rows: int | None = 512  # mid-epoch evaluations (pruning only) score this many validation rows; None: all
+    progressive_pruning: bool = True  # first epoch: those score the training rows since the last one instead (free)
     layer_decay: float = 1.0
     dropout: float | None = None
     early_stopping_patience: int | None = None
@@ -139,6 +140,7 @@ def studies_dir() -> Path:
 
 PRESET_KEYS = {"data", "backbones", "trials", "timeout", "max_train_samples", "epochs", "metric", "seed", "pruner",
                "lr_range", "ratio_range", "batch_sizes", "max_length", "evals_per_epoch", "pruning_eval_rows",
+               "progressive_pruning",
                "text_column", "label_column", "task", "storage", "dropout", "early_stopping_patience", "seeds",
                "threshold_mode", "class_weight"}
 
@@ -391,7 +393,7 @@ class _Runner:
                           epochs=params["epochs"], weight_decay=params["weight_decay"],
                           warmup_fraction=params["warmup_fraction"], layer_decay=self.cfg.layer_decay,
                           max_length=self.cfg.max_length, evals_per_epoch=evals_per_epoch(self.cfg, params["epochs"]),
-                          pruning_eval_rows=self.cfg.pruning_eval_rows,
+                          pruning_eval_rows=self.cfg.pruning_eval_rows, progressive_pruning=self.cfg.progressive_pruning,
                           seed=seed, precision=self.cfg.precision, metric=self.metric,
                           early_stopping_patience=self.cfg.early_stopping_patience,
                           threshold_mode=self.cfg.threshold_mode, class_weight=self.cfg.class_weight)

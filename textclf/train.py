@@ -48,6 +48,9 @@ class TrainConfig:
     # Mid-epoch evaluations only feed the pruner: with this set they score a fixed random sample of this many
     # validation rows; epoch-end evaluations, which pick the weights kept, always score all of them.
     pruning_eval_rows: int | None = None
+    # In the first epoch such pruning-only evaluations score instead the training rows since the last one, as the
+    # model predicted them just before training on them: held out, and free (progressive validation).
+    progressive_pruning: bool = True
     early_stopping_patience: int | None = None
     eval_batch_size: int = 128
     seed: int = 42
@@ -94,7 +97,7 @@ class TrainingDiverged(RuntimeError):
 @dataclass
 class TrainResult:
     metrics: dict[str, float]           # validation metrics of the restored (best) weights
-    history: list[dict[str, float]]     # one row per evaluation: epoch, step, train_loss and validation metrics
+    history: list[dict[str, Any]]       # one row per evaluation: epoch, step, train_loss and validation metrics
     train_time_s: float
     steps: int
     val_probs: np.ndarray = field(repr=False)
@@ -347,7 +350,7 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
     rng = random.Random(cfg.seed)
     weight = class_weights(train_enc.labels, task, num_labels, device) if cfg.class_weight == "balanced" else None
 
-    history: list[dict[str, float]] = []
+    history: list[dict[str, Any]] = []
     best_value, best_state, best_probs, best_metrics = -math.inf, None, None, {}
     evals_since_best, step, running_loss, n_loss = 0, 0, 0.0, 0
     reported = [-1]  # percents already passed to on_eval
@@ -356,35 +359,48 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
 
     pruning_enc = sample_rows(val_enc, cfg.pruning_eval_rows, cfg.seed) if cfg.pruning_eval_rows else val_enc
 
-    def evaluate(full: bool = True) -> bool:
+    # Progressive validation: in the first epoch each training row is predicted once, before the model trains on
+    # it, so the rows since the last evaluation are a held-out sample scored for free (in training mode: with
+    # dropout). Pruning-only evaluations of the first epoch use them instead of scoring validation rows.
+    progressive = cfg.progressive_pruning and pruning_enc is not val_enc
+    seen_labels: list[Any] = []
+    seen_logits: list[Any] = []
+
+    def evaluate(full: bool = True, seen: bool = False) -> bool:
         """Evaluate, keep the best weights, call back; True when early stopping says stop. A partial evaluation
-        (mid-epoch, on the pruning sample) only reports: weights are kept and compared on full ones."""
+        (mid-epoch: on the pruning sample, or on the rows ``seen`` since the last one) only reports: weights are kept
+        and compared on full ones."""
         nonlocal best_value, best_state, best_probs, best_metrics, evals_since_best, running_loss, n_loss
-        enc = val_enc if full else pruning_enc
-        full = enc is val_enc  # a validation split no larger than the sample makes every evaluation a full one
-        with vocab.full_table():  # the whole vocabulary: validation texts use rows training never touched
-            logits = predict_logits(model, tokenizer, enc, batch_size=cfg.eval_batch_size, precision=precision,
-                                    device=device)
-            probs = softmax_or_sigmoid(logits, task)
-            metrics = compute_metrics(task, enc.labels, probs, metric=metric, threshold_mode=cfg.threshold_mode)
-            if full and metrics[metric] > best_value:
-                best_value, best_metrics, best_probs, evals_since_best = metrics[metric], metrics, probs, 0
-                # A CPU copy of the best weights: restoring them at the end is what early stopping promises.
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            elif full:
-                evals_since_best += 1
-        model.train()
-        row = {"step": step, "epoch": step / steps_per_epoch, "train_loss": running_loss / max(n_loss, 1), **metrics}
-        if not full:
-            row["rows"] = len(enc)
-        history.append(row)
+        if seen:
+            labels, probs, full = list(seen_labels), softmax_or_sigmoid(torch.cat(seen_logits).numpy(), task), False
+            metrics = compute_metrics(task, labels, probs, metric=metric, threshold_mode=cfg.threshold_mode)
+        else:
+            enc = val_enc if full else pruning_enc
+            labels, full = enc.labels, enc is val_enc  # a validation split no larger than the sample: always full
+            with vocab.full_table():  # the whole vocabulary: validation texts use rows training never touched
+                logits = predict_logits(model, tokenizer, enc, batch_size=cfg.eval_batch_size, precision=precision,
+                                        device=device)
+                probs = softmax_or_sigmoid(logits, task)
+                metrics = compute_metrics(task, labels, probs, metric=metric, threshold_mode=cfg.threshold_mode)
+                if full and metrics[metric] > best_value:
+                    best_value, best_metrics, best_probs, evals_since_best = metrics[metric], metrics, probs, 0
+                    # A CPU copy of the best weights: restoring them at the end is what early stopping promises.
+                    best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                elif full:
+                    evals_since_best += 1
+            model.train()
+        seen_labels.clear()
+        seen_logits.clear()
+        scored = {**metrics, "rows": len(labels), **({"on": "train"} if seen else {})}
+        row = {"step": step, "epoch": step / steps_per_epoch, "train_loss": running_loss / max(n_loss, 1)}
+        history.append({**row, **(metrics if full else scored)})
         running_loss, n_loss = 0.0, 0
         # Progress in hundredths of an epoch: comparable across batch sizes. A deadline stop reports where it is.
         epochs_done, in_epoch = divmod(step, steps_per_epoch)
         percent = round(100 * (epochs_done + eval_points.get(in_epoch, in_epoch / steps_per_epoch)))
         if on_eval is not None and percent != reported[-1]:
             reported.append(percent)
-            on_eval(percent, {**metrics, "rows": len(enc)})
+            on_eval(percent, scored)
         return full and cfg.early_stopping_patience is not None and evals_since_best >= cfg.early_stopping_patience
 
     from tqdm.auto import tqdm
@@ -408,6 +424,9 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
                         else F.binary_cross_entropy_with_logits(logits, y, pos_weight=weight))
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(f"loss became {loss.item()} at step {step}; lower the learning rate")
+                if progressive and _epoch == 0:
+                    seen_logits.append(logits.detach().cpu())
+                    seen_labels.extend(train_enc.labels[i] for i in idx)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 optimizer.step()
@@ -421,7 +440,8 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
                 if on_step is not None:
                     on_step(step, total_steps)
                 in_epoch = step - _epoch * steps_per_epoch
-                if in_epoch in eval_points and evaluate(full=in_epoch == steps_per_epoch):
+                if in_epoch in eval_points and evaluate(full=in_epoch == steps_per_epoch,
+                                                        seen=progressive and _epoch == 0 and in_epoch < steps_per_epoch):
                     stopped_early = True
                     break
                 if deadline is not None and time.monotonic() >= deadline and step < total_steps:

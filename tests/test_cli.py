@@ -93,3 +93,20 @@ def test_study_preset_file_supplies_settings_and_flags_override(tiny_models: dic
     (studies / "bad.toml").write_text('data = "demo"\nlearning_rate = 3\n')
     assert main(["run", "--study", "bad"]) == 2
     assert "unknown keys ['learning_rate']" in capsys.readouterr().err
+
+
+def test_no_progressive_pruning_flag_reaches_the_study(studies: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    import textclf.study
+    from textclf.errors import ConfigError
+
+    seen: list[bool] = []
+
+    def fake_run_study(cfg: object, **_: object) -> None:
+        seen.append(cfg.progressive_pruning)  # type: ignore[attr-defined]
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr(textclf.study, "run_study", fake_run_study)
+    assert main(["run", "--study", "p", "--data", "demo"]) == 2
+    assert main(["run", "--study", "p", "--data", "demo", "--no-progressive-pruning"]) == 2
+    assert seen == [True, False] and "stop here" in capsys.readouterr().err

@@ -107,7 +107,8 @@ def test_failed_trial_records_its_reason_and_the_study_goes_on(tiny_models: dict
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [({"study": "../x"}, "not allowed"), ({"trials": 0}, "trials must be"), ({"backbones": []}, "backbones is empty"),
-     ({"metric": "auc"}, "metric must be"), ({"pruner": "magic"}, "pruner must be")],
+     ({"metric": "auc"}, "metric must be"), ({"pruner": "magic"}, "pruner must be"),
+     ({"progressive_pruning": "no"}, "progressive_pruning must be true or false, got 'no'")],
 )
 def test_study_config_is_validated(kwargs: dict, message: str) -> None:
     base = {"study": "ok", "data": "demo"} | kwargs

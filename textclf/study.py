@@ -106,6 +106,8 @@ class StudyConfig:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.pruning_eval_rows is not None and self.pruning_eval_rows < 1:
             raise ConfigError(f"pruning_eval_rows must be at least 1 (or None for all rows), got {self.pruning_eval_rows}")
+        if not isinstance(self.progressive_pruning, bool):
+            raise ConfigError(f"progressive_pruning must be true or false, got {self.progressive_pruning!r}")
         if self.evals_per_epoch is not None and self.evals_per_epoch < 1:
             raise ConfigError(f"evals_per_epoch must be at least 1, got {self.evals_per_epoch}")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:

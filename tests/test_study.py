@@ -251,7 +251,7 @@ def _train_on_demo(backbone: str, cfg: Any, **kwargs: Any) -> Any:
     tok = load_tokenizer(spec)
     tr = encode(tok, data.train.texts, data.train.labels, 64)
     va = encode(tok, data.validation.texts, data.validation.labels, 64)
-    model = load_model(spec, num_labels=3, multi_label=False, seed=cfg.seed, dropout=kwargs.pop("dropout", None))
+    model = load_model(spec, num_labels=3, multi_label=False, seed=cfg.seed)
     return train(model, tok, tr, va, cfg, task="single_label", head_prefixes=head_prefixes(model, spec), **kwargs)
 
 

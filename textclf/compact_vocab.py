@@ -63,13 +63,13 @@ class _Swap:
         self.model, self.full = model, full
         self.compact = CompactEmbedding(full, used)
         self.owed = 1.0  # product of (1 - lr * weight_decay) over steps not yet applied to the unused rows
+        self._group: dict[str, Any] | None = None  # the optimizer's parameter group holding the compact table
 
     def after_step(self, optimizer: Any) -> None:
         """Record this step's decoupled weight decay (call after ``optimizer.step()``, before the scheduler's)."""
-        for group in optimizer.param_groups:
-            if any(p is self.compact.weight for p in group["params"]):
-                self.owed *= 1.0 - group["lr"] * group["weight_decay"]
-                return
+        if self._group is None:
+            self._group = next(g for g in optimizer.param_groups if any(p is self.compact.weight for p in g["params"]))
+        self.owed *= 1.0 - self._group["lr"] * self._group["weight_decay"]
 
     def sync(self) -> None:
         """Write the trained rows into the full table and apply the decay owed to the others."""
@@ -118,7 +118,7 @@ def compact_vocab(model: nn.Module, token_ids: Iterable[Iterable[int]]) -> Itera
         raise ValueError(f"token ids must lie in [0, {full.num_embeddings}), found {min(used_ids)}..{max(used_ids)}: "
                          "the tokenizer does not match the model's vocabulary")
     if full is not None and full.padding_idx is not None:
-        used_ids.add(full.padding_idx % full.num_embeddings)  # padded batches look it up
+        used_ids.add(full.padding_idx)  # padded batches look it up (nn.Embedding keeps it non-negative)
     if full is None or not used_ids or len(used_ids) > MAX_USED_FRACTION * full.num_embeddings:
         yield _NoSwap()
         return

@@ -353,7 +353,7 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
     history: list[dict[str, Any]] = []
     best_value, best_state, best_probs, best_metrics = -math.inf, None, None, {}
     evals_since_best, step, running_loss, n_loss = 0, 0, 0.0, 0
-    reported = [-1]  # percents already passed to on_eval
+    last_reported = -1  # the percent last passed to on_eval
     stopped_early = out_of_time = False
     start = time.perf_counter()
 
@@ -370,7 +370,8 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
         """Evaluate, keep the best weights, call back; True when early stopping says stop. A partial evaluation
         (mid-epoch: on the pruning sample, or on the rows ``seen`` since the last one) only reports: weights are kept
         and compared on full ones."""
-        nonlocal best_value, best_state, best_probs, best_metrics, evals_since_best, running_loss, n_loss
+        nonlocal best_value, best_state, best_probs, best_metrics, evals_since_best, running_loss, n_loss, \
+            last_reported
         if seen:
             labels, probs, full = list(seen_labels), softmax_or_sigmoid(torch.cat(seen_logits).numpy(), task), False
             metrics = compute_metrics(task, labels, probs, metric=metric, threshold_mode=cfg.threshold_mode)
@@ -398,8 +399,8 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
         # Progress in hundredths of an epoch: comparable across batch sizes. A deadline stop reports where it is.
         epochs_done, in_epoch = divmod(step, steps_per_epoch)
         percent = round(100 * (epochs_done + eval_points.get(in_epoch, in_epoch / steps_per_epoch)))
-        if on_eval is not None and percent != reported[-1]:
-            reported.append(percent)
+        if on_eval is not None and percent != last_reported:
+            last_reported = percent
             on_eval(percent, scored)
         return full and cfg.early_stopping_patience is not None and evals_since_best >= cfg.early_stopping_patience
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from textclf.backbones import load_model, load_tokenizer, resolve_backbone
-from textclf.cpu_dropout import ATTENTION_NAME, PLAIN_ATTENTION, FastDropout, drop, fast_dropout, keep_mask
+from textclf.cpu_train import ATTENTION_NAME, PLAIN_ATTENTION, FastDropout, MaskSource, drop, fast_training, keep_mask
 from textclf.train import collate, encode
 
 TEXTS = ["the delivery came late and the box was crushed", "great sound, comfortable, worth it",
@@ -54,7 +54,7 @@ def test_rerouted_attention_gives_the_models_own_outputs_and_is_undone(tiny_mode
     model.eval()
     before = model(**inputs).logits
     modules = [type(m) for m in model.modules()]
-    with torch.no_grad(), fast_dropout(model):
+    with torch.no_grad(), fast_training(model):
         assert model.config._attn_implementation == ATTENTION_NAME
         assert any(isinstance(m, FastDropout) for m in model.modules())
         inside = model(**inputs).logits  # padded batch: the additive mask must hide the padding as sdpa's does
@@ -73,12 +73,12 @@ def test_attention_probabilities_are_dropped_in_training(tiny_models: dict) -> N
         layer.attention.self.dropout.p = 0.5
     model.train()
     torch.manual_seed(0)
-    with torch.no_grad(), fast_dropout(model):
+    with torch.no_grad(), fast_training(model):
         first, second = model(**inputs).logits, model(**inputs).logits
     assert not torch.allclose(first, second)
     for layer in model.bert.encoder.layer:
         layer.attention.self.dropout.p = 0.0
-    with torch.no_grad(), fast_dropout(model):
+    with torch.no_grad(), fast_training(model):
         no_drop = model(**inputs).logits
     model.eval()
     with torch.no_grad():
@@ -90,7 +90,7 @@ def test_other_attention_is_kept_and_modules_come_back_after_an_error(tiny_model
     implementation = model.config._attn_implementation
     originals = [m for m in model.modules() if type(m) is torch.nn.Dropout]
     assert originals
-    with pytest.raises(RuntimeError, match="pruned"), fast_dropout(model):  # how a pruned trial leaves training
+    with pytest.raises(RuntimeError, match="pruned"), fast_training(model):  # how a pruned trial leaves training
         assert model.config._attn_implementation == implementation  # XLNet's own attention: modules only
         assert not any(type(m) is torch.nn.Dropout for m in model.modules())
         model.train()
@@ -116,8 +116,56 @@ def test_every_rerouted_family_computes_its_own_attention(model_type: str) -> No
     mask[1, 5:] = 0
     with torch.no_grad():
         before = model(input_ids=ids, attention_mask=mask).logits
-        with fast_dropout(model):
+        with fast_training(model):
             rerouted = model.config._attn_implementation == ATTENTION_NAME
             inside = model(input_ids=ids, attention_mask=mask).logits
     assert rerouted == (model_type in PLAIN_ATTENTION)
     assert torch.allclose(inside, before, atol=1e-5)
+
+
+def test_mask_source_keeps_one_minus_p_and_repeats_for_a_seed() -> None:
+    mask = keep_mask((1000, 999), 0.1, source=MaskSource(7))
+    assert mask.shape == (1000, 999) and mask.dtype == torch.bool
+    assert mask.float().mean().item() == pytest.approx(0.9, abs=0.002)
+    assert torch.equal(keep_mask((1000, 999), 0.1, source=MaskSource(7)), mask)
+    assert not torch.equal(keep_mask((1000, 999), 0.1, source=MaskSource(8)), mask)
+    out = drop(torch.ones(300, 300, requires_grad=True), 0.5, source=MaskSource(1))
+    assert sorted(torch.unique(out).tolist()) == [0.0, 2.0]
+
+
+def _grads(model: torch.nn.Module, inputs: dict) -> dict[str, torch.Tensor]:
+    model.zero_grad()
+    model(**inputs).logits.square().sum().backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("name", ["tiny-bert", "tiny-roberta"])
+def test_fused_projection_trains_the_same_weights_and_is_undone(tiny_models: dict, name: str) -> None:
+    # Dropout off, so the two passes are comparable: the same loss gradients for every parameter, query, key and
+    # value weights included (they reach the fused matmul through a concatenation).
+    model, inputs = _model_and_batch(name, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    model.train()
+    expected = _grads(model, inputs)
+    with fast_training(model):
+        fused = [m for m in model.modules() if "forward" in vars(m)]
+        assert len(fused) == model.config.num_hidden_layers  # one per layer's self-attention
+        got = _grads(model, inputs)
+    assert not any("forward" in vars(m) for m in model.modules())
+    assert got.keys() == expected.keys() and any(".query." in n for n in got)
+    for n, g in expected.items():
+        assert torch.allclose(got[n], g, rtol=1e-4, atol=1e-6), n
+
+
+def test_seeded_training_passes_repeat_their_dropout(tiny_models: dict) -> None:
+    model, inputs = _model_and_batch("tiny-bert", hidden_dropout_prob=0.3, attention_probs_dropout_prob=0.3)
+    model.train()
+    outputs = []
+    for seed in (0, 0, 1):
+        torch.manual_seed(seed)
+        with torch.no_grad(), fast_training(model):
+            outputs.append(model(**inputs).logits)
+    assert torch.equal(outputs[0], outputs[1])
+    assert not torch.allclose(outputs[0], outputs[2])

@@ -118,8 +118,11 @@ def test_every_rerouted_family_computes_its_own_attention(model_type: str) -> No
         before = model(input_ids=ids, attention_mask=mask).logits
         with fast_training(model):
             rerouted = model.config._attn_implementation == ATTENTION_NAME
+            fused = sum("forward" in vars(m) for m in model.modules())
             inside = model(input_ids=ids, attention_mask=mask).logits
     assert rerouted == (model_type in PLAIN_ATTENTION)
+    # One fused projection per layer where attention has query/key/value Linears (DistilBERT names them q_lin...).
+    assert fused == (2 if rerouted and model_type != "distilbert" else 0)
     assert torch.allclose(inside, before, atol=1e-5)
 
 

@@ -102,25 +102,32 @@ def over_http(studies_dir: str, clients: int = 8, per_client: int = 25) -> str:
         gradio = load(f"Gradio API (gradio_client), {clients} concurrent clients x {per_client}", gradio_client,
                       clients, per_client)
 
-        def rest_client(k: int) -> Callable[[int], None]:
-            return lambda i: post_json(url + "api/predict", {"text": texts[(i + k) % len(texts)]})
+        # Concurrent requests are answered in shared batches: each answer must be the one a lone request gets.
+        alone = {t: post_json(url + "api/predict", {"text": t})["label"] for t in texts}
+        answers: list[bool] = []
 
-        post_json(url + "api/predict", {"text": texts[0]})
+        def rest_client(k: int) -> Callable[[int], None]:
+            def call(i: int) -> None:
+                text = texts[(i + k) % len(texts)]
+                answers.append(post_json(url + "api/predict", {"text": text})["label"] == alone[text])
+            return call
+
         rest = load(f"REST POST /api/predict, {clients} concurrent clients x {per_client * 2}", rest_client, clients,
                     per_client * 2)
+        rest += f"\n  same label as a lone request on {sum(answers)} of {len(answers)} answers"
     finally:
         server.terminate()
         server.wait(20)
     return f"{gradio}\n{rest}"
 
 
-def post_json(url: str, payload: dict) -> None:
+def post_json(url: str, payload: dict) -> dict:
     import json
     import urllib.request
 
     req = urllib.request.Request(url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req) as r:
-        r.read()
+        return json.loads(r.read())
 
 
 def load(title: str, make_client: Callable[[int], Callable[[int], None]], clients: int, calls: int) -> str:

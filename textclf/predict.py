@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,13 +42,14 @@ class _Coalescer:
     one text each were bound by one-at-a-time forward passes; a batch of 8 costs far less than 8 batches of 1. The
     worker exits after ``idle_s`` without requests, so an evicted model leaves no thread behind."""
 
-    def __init__(self, predict: Any, max_batch: int = 16, idle_s: float = 30.0) -> None:
+    def __init__(self, predict: Callable[[list[str]], list[Any]], max_batch: int = 16, idle_s: float = 30.0) -> None:
         self._predict, self.max_batch, self.idle_s = predict, max_batch, idle_s
         self._queue: queue.Queue[tuple[str, Future]] = queue.Queue()
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
 
-    def submit(self, text: str) -> Prediction:
+    def submit(self, text: str) -> Any:
+        """``predict([text])[0]``, computed with whatever other texts are waiting."""
         future: Future = Future()
         self._queue.put((text, future))
         with self._lock:

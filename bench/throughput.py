@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import time
 
 from _common import machine, matmul_peak, shared_data
@@ -91,11 +90,12 @@ def main() -> None:
                   flush=True)
         figures[precision] = runs
     for precision, runs in figures.items():
-        share = [r["of_bf16"] for r in runs]
-        middle = sorted(runs, key=lambda r: r["of_bf16"])[(len(runs) - 1) // 2]  # the lower middle of an even count
+        # One run's figures, all of them: the lower middle of an even count, not an average of two runs.
+        middle = sorted(runs, key=lambda r: r["of_bf16"])[(len(runs) - 1) // 2]
+        shares = ", ".join(f"{r['of_bf16']:.1%}" for r in runs)
         print(f"{precision} median run: {middle['sps']:.1f} samples/s, {middle['gflops']:.0f} GFLOP/s = "
-              f"{statistics.median(share):.1%} of the bf16 peak, {middle['of_fp32']:.1%} of the fp32 peak "
-              f"(runs: {', '.join(f'{s:.1%}' for s in share)})")
+              f"{middle['of_bf16']:.1%} of the bf16 peak, {middle['of_fp32']:.1%} of the fp32 peak "
+              f"(runs: {shares})")
     if accuracy.keys() == {"bf16", "fp32"}:
         print(f"bf16 vs fp32 accuracy: {accuracy['bf16'] - accuracy['fp32']:+.4f}")
 

@@ -7,7 +7,16 @@ import pytest
 import torch
 
 from textclf.backbones import load_model, load_tokenizer, resolve_backbone
-from textclf.cpu_train import ATTENTION_NAME, PLAIN_ATTENTION, FastDropout, MaskSource, drop, fast_training, keep_mask
+from textclf.cpu_train import (
+    ATTENTION_NAME,
+    PLAIN_ATTENTION,
+    FastDropout,
+    MaskSource,
+    drop,
+    fast_training,
+    keep_mask,
+    scaled_keep_mask,
+)
 from textclf.train import collate, encode
 
 TEXTS = ["the delivery came late and the box was crushed", "great sound, comfortable, worth it",
@@ -134,6 +143,18 @@ def test_mask_source_keeps_one_minus_p_and_repeats_for_a_seed() -> None:
     assert not torch.equal(keep_mask((1000, 999), 0.1, source=MaskSource(8)), mask)
     out = drop(torch.ones(300, 300, requires_grad=True), 0.5, source=MaskSource(1))
     assert sorted(torch.unique(out).tolist()) == [0.0, 2.0]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
+def test_scaled_mask_is_the_keep_mask_times_the_scale_in_every_float_dtype(dtype: torch.dtype) -> None:
+    # bfloat16 is built from its bit pattern (numpy has no bfloat16): it must still read as the rounded scale.
+    got = scaled_keep_mask((300, 301), 0.2, dtype, source=MaskSource(3))
+    keep = keep_mask((300, 301), 0.2, source=MaskSource(3))
+    assert got.dtype == dtype and got.shape == (300, 301)
+    assert torch.equal(got, keep.to(dtype) * torch.tensor(1 / 0.8, dtype=dtype))
+    torch.manual_seed(0)  # without a source (torch's generator, as on CUDA): the same contract
+    fallback = scaled_keep_mask((300, 301), 0.2, dtype)
+    assert fallback.dtype == dtype and set(fallback.unique().tolist()) == {0.0, torch.tensor(1 / 0.8, dtype=dtype).item()}
 
 
 def _grads(model: torch.nn.Module, inputs: dict) -> dict[str, torch.Tensor]:

@@ -51,6 +51,17 @@ def test_layer_wise_decay_lowers_the_lr_towards_the_embeddings(tiny_models: dict
     assert lr_of["classifier.weight"] == pytest.approx(1e-3)
 
 
+def test_parameters_sharing_a_learning_rate_and_decay_share_a_group(tiny_models: dict) -> None:
+    # Without layer-wise decay: head and encoder, each with and without weight decay (a group costs AdamW per step).
+    spec, _, model = _model("tiny-bert")
+    groups = param_groups(model, head_prefixes(model, spec), lr=1e-4, head_lr_ratio=10, weight_decay=0.01)
+    assert sorted((g["is_head"], g["weight_decay"]) for g in groups) == [(False, 0.0), (False, 0.01), (True, 0.0),
+                                                                          (True, 0.01)]
+    decayed = param_groups(model, head_prefixes(model, spec), lr=1e-4, head_lr_ratio=10, weight_decay=0.01,
+                           layer_decay=0.8)
+    assert len({(g["is_head"], g["lr"], g["weight_decay"]) for g in decayed}) == len(decayed) > 4
+
+
 def test_xlnet_pads_on_the_left_and_its_prediction_ignores_padding(tiny_models: dict) -> None:
     spec, tok, model = _model("tiny-xlnet")
     assert spec.padding_side == "left" and tok.padding_side == "left"

@@ -169,18 +169,22 @@ def _layer_depth(name: str, num_layers: int) -> int:
 def param_groups(model: Any, head_prefixes: Sequence[str], *, lr: float, head_lr_ratio: float, weight_decay: float,
                  layer_decay: float = 1.0) -> list[dict[str, Any]]:
     """AdamW parameter groups: head at ``lr * head_lr_ratio``, encoder at ``lr`` (times ``layer_decay ** distance
-    from the top`` when layer-wise decay is on); biases and norm weights (1-D tensors) get no weight decay."""
+    from the top`` when layer-wise decay is on); biases and norm weights (1-D tensors) get no weight decay.
+
+    One group per distinct (head or not, learning rate, weight decay): without layer-wise decay that is four groups,
+    not one per layer. Each group costs the optimizer a pass of Python bookkeeping a step (~0.2 ms here, 16 groups
+    were ~3 ms of MiniLM's 11 ms AdamW step)."""
     num_layers = int(getattr(model.config, "num_hidden_layers", 0) or getattr(model.config, "n_layer", 0) or 0)
-    groups: dict[tuple[bool, bool, int], dict[str, Any]] = {}
+    groups: dict[tuple[bool, bool, float], dict[str, Any]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         is_head = any(name == p or name.startswith(p + ".") for p in head_prefixes)
         no_decay = param.ndim < 2
         depth = num_layers if is_head else _layer_depth(name, num_layers)
-        key = (is_head, no_decay, depth)
+        scale = head_lr_ratio if is_head else layer_decay ** (num_layers - depth)
+        key = (is_head, no_decay, scale)
         if key not in groups:
-            scale = head_lr_ratio if is_head else layer_decay ** (num_layers - depth)
             groups[key] = {"params": [], "names": [], "lr": lr * scale, "weight_decay": 0.0 if no_decay else weight_decay,
                            "is_head": is_head}
         groups[key]["params"].append(param)

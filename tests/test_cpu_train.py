@@ -127,12 +127,33 @@ def test_every_rerouted_family_computes_its_own_attention(model_type: str) -> No
         before = model(input_ids=ids, attention_mask=mask).logits
         with fast_training(model):
             rerouted = model.config._attn_implementation == ATTENTION_NAME
-            fused = sum("forward" in vars(m) for m in model.modules())
+            patched = [m for m in model.modules() if "forward" in vars(m)]
             inside = model(input_ids=ids, attention_mask=mask).logits
     assert rerouted == (model_type in PLAIN_ATTENTION)
-    # One fused projection per layer where attention has query/key/value Linears (DistilBERT names them q_lin...).
-    assert fused == (2 if rerouted and model_type != "distilbert" else 0)
-    assert torch.allclose(inside, before, atol=1e-5)
+    # One fused projection per layer where attention has query/key/value Linears (DistilBERT names them q_lin...),
+    # and the last layer computing its first token alone where the classifier reads nothing else.
+    fused = [m for m in patched if "SelfAttention" in type(m).__name__]
+    assert len(fused) == (2 if rerouted and model_type != "distilbert" else 0)
+    first_token = [m for m in patched if m not in fused]
+    assert first_token == ([model.base_model.encoder.layer[-1]] if fused else [])
+    assert torch.allclose(inside, before, atol=1e-5)  # the same logits, from the first token's output alone
+
+
+def test_the_last_layer_keeps_every_token_where_the_head_reads_them_all() -> None:
+    # A token classifier reads every position: its last layer must not be cut to the first token.
+    from transformers import AutoConfig, AutoModelForTokenClassification
+
+    config = AutoConfig.for_model("bert", vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=64)
+    torch.manual_seed(0)
+    model = AutoModelForTokenClassification.from_config(config).eval()
+    ids = torch.randint(5, 100, (2, 7))
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+        with fast_training(model):
+            assert "forward" not in vars(model.bert.encoder.layer[-1])
+            inside = model(input_ids=ids).logits
+    assert inside.shape == before.shape == (2, 7, 2) and torch.allclose(inside, before, atol=1e-5)
 
 
 def test_mask_source_keeps_one_minus_p_and_repeats_for_a_seed() -> None:
@@ -174,8 +195,10 @@ def test_fused_projection_trains_the_same_weights_and_is_undone(tiny_models: dic
     model.train()
     expected = _grads(model, inputs)
     with fast_training(model):
-        fused = [m for m in model.modules() if "forward" in vars(m)]
-        assert len(fused) == model.config.num_hidden_layers  # one per layer's self-attention
+        patched = [m for m in model.modules() if "forward" in vars(m)]
+        # One per layer's self-attention, and the last layer, which computes the first token's output alone.
+        assert len(patched) == model.config.num_hidden_layers + 1
+        assert model.base_model.encoder.layer[-1] in patched
         got = _grads(model, inputs)
     assert not any("forward" in vars(m) for m in model.modules())
     assert got.keys() == expected.keys() and any(".query." in n for n in got)

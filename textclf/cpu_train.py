@@ -1,4 +1,5 @@
-"""What training on a CPU swaps into a model: cheaper dropout and, for BERT-style attention, one fused projection.
+"""What training on a CPU swaps into a model: cheaper dropout; for BERT-style attention, one fused projection; and
+a last layer computed for the only token the classifier reads.
 
 Dropout: on CPUs other than Intel's (where torch uses MKL's vectorised generator), ``torch.nn.functional.dropout``
 draws one double per element from a serial Mersenne twister: measured here (AMD EPYC, 2 threads), its 20 calls were
@@ -13,7 +14,12 @@ over the concatenated weights (the query part pre-scaled by 1/sqrt(head size)), 
 rather than three times and the backward pass sums one input gradient, not three; the attention itself is a copy of
 transformers' eager one that uses the mask above.
 
-:func:`fast_training` makes both swaps for the duration of training and undoes them after, exception or not. Masks
+Last layer: BERT's pooler and the RoBERTa/ELECTRA classification heads read the encoder's output at the first token
+alone, so in the last layer only that token needs a query, the attention output, the feed-forward block and the
+norms; the others need just their keys and values. The same logits and gradients for ~14% fewer FLOPs (MiniLM, 6
+layers): measured -10.7% a training step, and evaluations inside training are shorter too.
+
+:func:`fast_training` makes the swaps for the duration of training and undoes them after, exception or not. Masks
 come from a generator seeded from torch's global one on entry, so a seeded run stays reproducible.
 """
 
@@ -139,23 +145,70 @@ def _attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value:
 
 
 def _fused_self_attention(self: Any, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                          *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """BERT's self-attention forward with one projection for queries, keys and values (bound to a module)."""
+                          *args: Any, first_only: bool = False, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's self-attention forward with one projection for queries, keys and values (bound to a module). With
+    ``first_only``, only the first token's query: keys and values still come from every token."""
     if args or any(kwargs.get(k) is not None for k in ("cache", "past_key_values", "encoder_hidden_states")):
         return type(self).forward(self, hidden_states, attention_mask, *args, **kwargs)  # decoding: the original
     batch, length, _ = hidden_states.shape
+    heads, size = self.num_attention_heads, self.attention_head_size
     query, key, value = self.query, self.key, self.value
     # Scaling the query weights (hidden^2 numbers) instead of the scores (batch x heads x length^2) is the same product.
-    weight = torch.cat([query.weight * self.scaling, key.weight, value.weight])
-    bias = None if query.bias is None else torch.cat([query.bias * self.scaling, key.bias, value.bias])
-    qkv = nn.functional.linear(hidden_states, weight, bias)
-    q, k, v = qkv.view(batch, length, 3, self.num_attention_heads, self.attention_head_size).permute(2, 0, 3, 1, 4)
+    q_weight = query.weight * self.scaling
+    q_bias = None if query.bias is None else query.bias * self.scaling
+    if first_only:
+        q = nn.functional.linear(hidden_states[:, :1], q_weight, q_bias).view(batch, 1, heads, size).transpose(1, 2)
+        weight = torch.cat([key.weight, value.weight])
+        bias = None if key.bias is None else torch.cat([key.bias, value.bias])
+        kv = nn.functional.linear(hidden_states, weight, bias)
+        k, v = kv.view(batch, length, 2, heads, size).permute(2, 0, 3, 1, 4)
+        if attention_mask is not None:
+            attention_mask = attention_mask[:, :, :1]  # the first query's row (a broadcast row stays as it is)
+    else:
+        weight = torch.cat([q_weight, key.weight, value.weight])
+        bias = None if q_bias is None else torch.cat([q_bias, key.bias, value.bias])
+        qkv = nn.functional.linear(hidden_states, weight, bias)
+        q, k, v = qkv.view(batch, length, 3, heads, size).permute(2, 0, 3, 1, 4)
     out, weights = _attention(self, q, k, v, attention_mask, scaling=1.0,
                               dropout=self.dropout.p if self.training else 0.0)
-    return out.reshape(batch, length, -1), weights
+    return out.reshape(batch, q.shape[2], -1), weights
 
 
-def _fusable(module: nn.Module) -> bool:
+def _first_token_layer(self: Any, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                       encoder_hidden_states: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """A BERT layer's forward that returns the first token's output alone (bound to the encoder's last layer of a
+    model whose classifier reads nothing else): for the other tokens only keys and values are computed, saving ~80%
+    of the layer (a sixth of MiniLM's encoder) in training and in evaluation."""
+    if args or encoder_hidden_states is not None or any(kwargs.get(k) is not None for k in ("cache", "past_key_values")):
+        return type(self).forward(self, hidden_states, attention_mask, encoder_hidden_states, *args, **kwargs)
+    attention = self.attention
+    context, _ = _fused_self_attention(attention.self, hidden_states, attention_mask, first_only=True)
+    return self.feed_forward_chunk(attention.output(context, hidden_states[:, :1]))
+
+
+# Sequence classifiers whose head reads the last layer's first token and nothing else (BERT's pooler, RoBERTa's
+# and ELECTRA's classification heads: ``features[:, 0]``).
+FIRST_TOKEN_CLASSIFIERS = frozenset({"BertForSequenceClassification", "RobertaForSequenceClassification",
+                                     "XLMRobertaForSequenceClassification", "CamembertForSequenceClassification",
+                                     "ElectraForSequenceClassification"})
+
+
+def first_token_layer(model: nn.Module) -> nn.Module | None:
+    """The encoder's last layer when the model's classifier reads only its first token and the layer is BERT's:
+    :func:`fast_training` computes that layer for the first token alone (and keys and values for the others)."""
+    if type(model).__name__ not in FIRST_TOKEN_CLASSIFIERS:
+        return None
+    layers = getattr(getattr(getattr(model, "base_model", None), "encoder", None), "layer", None)
+    last = layers[-1] if isinstance(layers, nn.ModuleList) and len(layers) else None
+    attention = getattr(last, "attention", None)
+    if (last is None or getattr(last, "is_decoder", True) or getattr(last, "add_cross_attention", True)
+            or not callable(getattr(last, "feed_forward_chunk", None)) or not hasattr(attention, "output")
+            or not _fusable(getattr(attention, "self", None))):
+        return None
+    return last
+
+
+def _fusable(module: nn.Module | None) -> bool:
     """A BERT-style self-attention: query, key and value projections of one input, to heads of a known size."""
     projections = [getattr(module, name, None) for name in ("query", "key", "value")]
     return (all(type(p) is nn.Linear for p in projections)
@@ -194,14 +247,18 @@ def fast_training(model: nn.Module) -> Iterator[None]:
     reroute = (getattr(config, "model_type", None) in PLAIN_ATTENTION and original in ("sdpa", "eager")
                and getattr(model, "_supports_attention_backend", False))
     fused = [m for m in model.modules() if _fusable(m)] if reroute else []
+    last = first_token_layer(model) if reroute else None
+    patched = fused + ([last] if last is not None else [])
     try:
         if reroute:
             model.set_attn_implementation(_register_attention())
         for module in fused:
             module.forward = types.MethodType(_fused_self_attention, module)
+        if last is not None:
+            last.forward = types.MethodType(_first_token_layer, last)
         yield
     finally:
-        for module in fused:
+        for module in patched:
             del module.forward  # the class's forward again
         if reroute:
             model.set_attn_implementation(original)

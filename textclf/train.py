@@ -411,8 +411,9 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
     from tqdm.auto import tqdm
 
     model.train()
-    # torch's CPU dropout samples one element at a time (~15% of a step), and BERT-style attention projects
-    # three times what one matmul can: textclf.cpu_train swaps both. CUDA's dropout is fast already.
+    # torch's CPU dropout samples one element at a time (~15% of a step), BERT-style attention projects three
+    # times what one matmul can, and the last layer computes every token for a head that reads the first:
+    # textclf.cpu_train swaps all three. CUDA's dropout is fast already.
     faster = fast_training(model) if device == "cpu" else contextlib.nullcontext()
     # Only the vocabulary rows the training texts use get gradients: the optimizer sees just those (same updates).
     used_ids = [f["input_ids"] for f in train_enc.features] + [[tokenizer.pad_token_id]] * (tokenizer.pad_token_id is not None)

@@ -16,7 +16,7 @@ transformers' eager one that uses the mask above.
 
 Last layer: BERT's pooler and the RoBERTa/ELECTRA classification heads read the encoder's output at the first token
 alone, so in the last layer only that token needs a query, the attention output, the feed-forward block and the
-norms; the others need just their keys and values. The same logits and gradients for ~14% fewer FLOPs (MiniLM, 6
+norms; the others need just their keys and values. The same logits and gradients for ~13% fewer FLOPs (MiniLM, 6
 layers): measured -10.7% a training step, and evaluations inside training are shorter too.
 
 :func:`fast_training` makes the swaps for the duration of training and undoes them after, exception or not. Masks

@@ -125,7 +125,8 @@ def test_attention_callback_renders_escaped_html(trained: Dashboard) -> None:
 
 def test_worker_process_runs_a_study_and_stop_keeps_finished_trials(trained: Dashboard, tiny_models: dict) -> None:
     bert = tiny_models["tiny-bert"]
-    trained.start_study("bg", "demo", [bert], 30, None, (1e-3, 2e-3), (1.0, 10.0), [16], 2, "none")
+    # A tiny model's trial takes well under a second: enough of them that the study still runs at the stop below.
+    trained.start_study("bg", "demo", [bert], 50, None, (1e-3, 2e-3), (1.0, 10.0), [16], 2, "none")
     with pytest.raises(ConfigError, match="already running"):
         trained.start_study("bg", "demo", [bert], 1, None, (1e-3, 2e-3), (1.0, 10.0), [16], 2, "none")
     assert "bg" in trained.list_studies() or True  # the storage entry appears once the worker has started

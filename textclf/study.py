@@ -347,10 +347,12 @@ class _Runner:
     """Holds what every trial of one ``run`` shares: the data, its tokenised forms per tokenizer, and the config."""
 
     def __init__(self, cfg: StudyConfig, data: TextData, backbones: list[str], metric: str, models_dir: Path,
-                 progress: bool, log: Callable[[str], None], deadline: float | None = None) -> None:
+                 progress: bool, log: Callable[[str], None], deadline: float | None = None,
+                 interrupted: Callable[[], bool] | None = None) -> None:
         self.cfg, self.data, self.backbones, self.metric = cfg, data, backbones, metric
         self.models_dir, self.progress, self.log = models_dir, progress, log
         self.deadline = deadline  # time.monotonic() at which the search's time budget ends
+        self.interrupted = interrupted
         self._encoded: dict[str, tuple[Any, Encoded, Encoded]] = {}
         self._pristine: dict[str, Any] = {}
 
@@ -410,6 +412,8 @@ class _Runner:
         last_write = [0.0]
 
         def on_step(step: int, total: int) -> None:
+            if self.interrupted is not None and self.interrupted():
+                raise KeyboardInterrupt  # an interrupt asked for earlier and lost on the way (see run_study)
             # Live progress for the dashboard, written at most every 2 s: a storage write per step would cost.
             now = time.monotonic()
             if now - last_write[0] >= 2.0 or step == total:
@@ -538,8 +542,13 @@ def _check_resume(stored: dict[str, Any], cfg: StudyConfig, backbones: list[str]
                               f"{key}={value!r}; rerun with the study's settings or use a new --study name")
 
 
-def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Create or resume ``cfg.study``, add ``cfg.trials`` trials and return :func:`summarize` of the study."""
+def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], None] | None = None,
+              interrupted: Callable[[], bool] | None = None) -> dict[str, Any]:
+    """Create or resume ``cfg.study``, add ``cfg.trials`` trials and return :func:`summarize` of the study.
+
+    ``interrupted()``, checked at every training step and after every trial, raises ``KeyboardInterrupt`` when true:
+    Python prints and drops an exception raised while a garbage-collection callback runs (SQLAlchemy registers
+    some, and trials end with a collection), so a Ctrl-C or the dashboard's Stop that lands there would be lost."""
     import optuna
 
     from textclf.baseline import chance_score, tfidf_baseline
@@ -604,11 +613,13 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
     log(f"study {cfg.study!r} in {redact(storage_url)}: {len(study.trials)} trial(s) so far; adding {cfg.trials} "
         f"over {', '.join(backbones)} ({data.task}, {metric} on validation; baseline {stored['baseline']['value']:.4f})")
 
-    runner = _Runner(cfg, data, backbones, metric, models_dir, progress, log, deadline)
+    runner = _Runner(cfg, data, backbones, metric, models_dir, progress, log, deadline, interrupted)
 
     done = [0]
 
     def report(study: Any, trial: Any) -> None:
+        if interrupted is not None and interrupted():
+            raise KeyboardInterrupt
         done[0] += 1
         backbone = trial.params.get("backbone", "?")
         value = f"{trial.value:.4f}" if trial.value is not None else "-"

@@ -47,12 +47,10 @@ def flops_per_epoch(model, lengths: list[int], batches: list[list[int]]) -> tupl
         tokens, sentences = len(batch) * length, len(batch)
         padded += tokens
         attention = 12 * hidden * length  # one layer, one query token
-        model_flops += tokens * (6 * encoder + layers * attention) + sentences * 6 * head
-        if last is None:
-            executed += tokens * (6 * encoder + layers * attention) + sentences * 6 * head
-        else:
-            executed += (tokens * (6 * (encoder - last_layer_once) + (layers - 1) * attention)
-                         + sentences * (6 * (head + last_layer_once) + attention))
+        full = tokens * (6 * encoder + layers * attention) + sentences * 6 * head
+        model_flops += full
+        executed += full if last is None else (tokens * (6 * (encoder - last_layer_once) + (layers - 1) * attention)
+                                               + sentences * (6 * (head + last_layer_once) + attention))
     return model_flops, executed, padded
 
 

@@ -145,12 +145,13 @@ def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
                       dropout=opts.get("dropout"), early_stopping_patience=opts.get("early_stopping_patience"),
                       seeds=opts.get("seeds") or 0, threshold_mode=opts.get("threshold_mode"),
                       class_weight=opts.get("class_weight"))
-    interrupt = _Interrupt()
+    progress = not args.json and sys.stderr.isatty()
     if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread only
-        return run_study(cfg, progress=not args.json and sys.stderr.isatty())
+        return run_study(cfg, progress=progress)
+    interrupt = _Interrupt()
     previous = signal.signal(signal.SIGINT, interrupt.handle)
     try:
-        return run_study(cfg, progress=not args.json and sys.stderr.isatty(), interrupted=interrupt.requested)
+        return run_study(cfg, progress=progress, interrupted=interrupt.requested)
     finally:
         signal.signal(signal.SIGINT, previous)
 

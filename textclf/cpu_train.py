@@ -82,17 +82,15 @@ def scaled_keep_mask(shape: torch.Size | tuple[int, ...], p: float, dtype: torch
     """``keep_mask`` as ``dtype``: kept elements ``1 / (1 - p)`` (rounded to ``dtype``, as torch's dropout does),
     dropped ones 0."""
     scale = 1.0 / (1.0 - p)
-    on_cpu = source is not None and torch.device(device).type == "cpu"
-    if on_cpu and dtype == torch.bfloat16:
+    if source is None or torch.device(device).type != "cpu" or not (dtype == torch.bfloat16 or dtype in _NUMPY_FLOATS):
+        return keep_mask(shape, p, device, source).to(dtype).mul_(scale)
+    keep = source.keep(math.prod(shape), p)
+    if dtype == torch.bfloat16:
         # numpy has no bfloat16: multiply the flags by the scale's bit pattern (positive, so it fits an int16; 0 is
         # the pattern of 0.0). Converting a bool tensor with torch instead costs ~6x more.
-        keep = source.keep(math.prod(shape), p)
         return torch.from_numpy(np.multiply(keep, _bf16_bits(scale), dtype=np.int16)).view(dtype).view(shape)
-    if on_cpu and dtype in _NUMPY_FLOATS:
-        np_dtype = _NUMPY_FLOATS[dtype]
-        keep = source.keep(math.prod(shape), p)
-        return torch.from_numpy(np.multiply(keep, np_dtype(scale), dtype=np_dtype)).view(shape)
-    return keep_mask(shape, p, device, source).to(dtype).mul_(scale)
+    np_dtype = _NUMPY_FLOATS[dtype]
+    return torch.from_numpy(np.multiply(keep, np_dtype(scale), dtype=np_dtype)).view(shape)
 
 
 class _ScaledMask(torch.autograd.Function):

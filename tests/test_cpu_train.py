@@ -3,6 +3,10 @@ that the model comes back unchanged after training."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -216,3 +220,47 @@ def test_seeded_training_passes_repeat_their_dropout(tiny_models: dict) -> None:
             outputs.append(model(**inputs).logits)
     assert torch.equal(outputs[0], outputs[1])
     assert not torch.allclose(outputs[0], outputs[2])
+
+
+def test_tune_runtime_sizes_onednn_cache_and_keeps_the_users_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    from textclf.train import ONEDNN_KERNEL_CACHE, tune_runtime
+
+    for name in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "DNNL_PRIMITIVE_CACHE_CAPACITY"):
+        monkeypatch.delenv(name, raising=False)
+    tune_runtime.__wrapped__()
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == str(ONEDNN_KERNEL_CACHE)
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY")
+    monkeypatch.setenv("DNNL_PRIMITIVE_CACHE_CAPACITY", "512")  # the older name oneDNN also reads
+    tune_runtime.__wrapped__()
+    assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY" not in os.environ
+
+
+_CYCLE_SHAPES = """
+import torch
+from textclf.train import tune_runtime
+if TUNE:
+    tune_runtime()
+w = torch.randn(64, 32, dtype=torch.bfloat16)
+for round_ in range(2):
+    for rows in range(1, 1201):  # 1,200 shapes, more than oneDNN's default cache of 1,024 kernels
+        torch.randn(rows, 32, dtype=torch.bfloat16) @ w.t()
+    print("ROUND_END", flush=True)
+"""
+
+
+def _kernel_misses(tune: bool) -> list[int]:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_PRIMITIVE_CACHE_CAPACITY")}
+    env["ONEDNN_VERBOSE"] = "profile_create"
+    out = subprocess.run([sys.executable, "-c", f"TUNE = {tune}\n{_CYCLE_SHAPES}"], env=env, capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    return [chunk.count("create:cache_miss") for chunk in out.split("ROUND_END")[:2]]
+
+
+def test_an_epochs_shapes_stay_compiled_once_tuned() -> None:
+    """Cycling through 1,200 matmul shapes twice: by default oneDNN recompiles every kernel the second time
+    (least-recently-used eviction); after tune_runtime() it compiles none."""
+    first, second = _kernel_misses(tune=True)
+    if first == 0:
+        pytest.skip("oneDNN does not run bf16 matmuls on this CPU")
+    assert first > 1100 and second == 0
+    assert _kernel_misses(tune=False)[1] >= 1000  # the default cache does thrash: the test can tell the difference

@@ -96,8 +96,9 @@ class Predictor:
 
     def __init__(self, model: Any, tokenizer: Any, info: ModelInfo, max_length: int = 512,
                  precision: str = "auto", compile: bool = False) -> None:
-        from textclf.train import bf16_supported
+        from textclf.train import bf16_supported, tune_runtime
 
+        tune_runtime()  # before this process's first matmul, where oneDNN sizes its kernel cache
         self.model, self.tokenizer, self.info = model, tokenizer, info
         self.max_length = min(max_length, int(getattr(tokenizer, "model_max_length", max_length) or max_length))
         # One global threshold or one per class, as one value per label (0.5 where the folder has none).

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -252,7 +253,7 @@ def _kernel_misses(tune: bool) -> list[int]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_PRIMITIVE_CACHE_CAPACITY")}
     env["ONEDNN_VERBOSE"] = "profile_create"
     out = subprocess.run([sys.executable, "-c", f"TUNE = {tune}\n{_CYCLE_SHAPES}"], env=env, capture_output=True,
-                         text=True, timeout=120, check=True).stdout
+                         text=True, timeout=120, check=True, cwd=Path(__file__).resolve().parents[1]).stdout
     return [chunk.count("create:cache_miss") for chunk in out.split("ROUND_END")[:2]]
 
 

@@ -136,8 +136,8 @@ def default_device() -> str:
 # oneDNN, which runs torch's bf16 matmuls on CPUs, caches 1,024 compiled kernels by default. One epoch of length-grouped
 # batches needs more (each batch's padded length is a new shape for every projection, forward and backward: ~1,200 for
 # 2,000 sst2 sentences at batch 32), and a least-recently-used cache cycled through more than it holds misses every
-# time: measured, the second epoch recompiled 826 kernels (0.42-0.57 s of a 13-17 s epoch) and the process grew by a
-# few hundred MB more than with room for all of them. Each cached kernel holds ~0.6 MB; 2,048 is room for an epoch's
+# time: measured, the second epoch recompiled 826 kernels (0.42-0.57 s of a 13-17 s epoch) and the process ended
+# 260-400 MB larger than with room for all of them. Each cached kernel holds ~0.6 MB; 2,048 is room for an epoch's
 # shapes plus evaluation's.
 ONEDNN_KERNEL_CACHE = 2048
 

@@ -265,3 +265,44 @@ def test_an_epochs_shapes_stay_compiled_once_tuned() -> None:
         pytest.skip("oneDNN does not run bf16 matmuls on this CPU")
     assert first > 1100 and second == 0
     assert _kernel_misses(tune=False)[1] >= 1000  # the default cache does thrash: the test can tell the difference
+
+
+def _clip_run(fused: bool, loss_scale: float, ours: bool) -> tuple[torch.Tensor, list[float]]:
+    from textclf.train import clipped_step
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 3))
+    x, y = torch.randn(8, 16), torch.randint(0, 3, (8,))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=fused)
+    norms = []
+    for _ in range(4):
+        (torch.nn.functional.cross_entropy(model(x), y) * loss_scale).backward()
+        if ours:
+            norms.append(clipped_step(optimizer, 1.0))
+        else:
+            norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)))
+            optimizer.step()
+        optimizer.zero_grad()
+    assert not hasattr(optimizer, "grad_scale")  # not left behind for the next step
+    return torch.cat([p.detach().flatten() for p in model.parameters()]), norms
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("loss_scale", [0.01, 100.0])  # gradients under the limit (no clipping), far over it
+def test_clipped_step_trains_as_clip_grad_norm_then_step(fused: bool, loss_scale: float) -> None:
+    theirs, their_norms = _clip_run(fused, loss_scale, ours=False)
+    ours, our_norms = _clip_run(fused, loss_scale, ours=True)
+    assert our_norms == pytest.approx(their_norms, rel=1e-5)
+    assert (max(our_norms) > 1.0) == (loss_scale > 1.0)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+
+
+def test_clipped_step_stops_on_a_non_finite_gradient() -> None:
+    from textclf.train import TrainingDiverged, clipped_step
+
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.AdamW([weight], fused=True)
+    weight.grad = torch.tensor([1.0, float("nan"), 0.0])
+    with pytest.raises(TrainingDiverged, match="nan"):
+        clipped_step(optimizer, 1.0)
+    assert torch.equal(weight.detach(), torch.ones(3))  # no step taken

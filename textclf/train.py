@@ -220,6 +220,40 @@ def build_optimizer(model: Any, head_prefixes: Sequence[str], cfg: TrainConfig) 
     return torch.optim.AdamW(groups, lr=cfg.lr, fused=fused)
 
 
+def clipped_step(optimizer: Any, max_norm: float) -> float:
+    """``clip_grad_norm_(params, max_norm)`` then ``optimizer.step()``; returns the gradients' global L2 norm.
+
+    On the CPU, torch's clipping makes two passes over every gradient: a norm (its CPU ``vector_norm`` took 7.8 ms
+    for MiniLM's 13.7M gradient numbers here) and a multiplication by the clip coefficient, even when that is 1
+    (2.3-5 ms). Here the norm is a sum of BLAS dot products (2.5 ms), and the multiplication is skipped when nothing
+    is clipped or, for fused AdamW, left to the optimizer, which divides each gradient by ``grad_scale`` in the pass
+    it makes anyway (torch's AMP protocol, as ``GradScaler`` uses it). Elsewhere (CUDA: a norm read back is a sync)
+    and for half-precision gradients, torch's own clipping."""
+    import torch
+
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if not grads or any(g.device.type != "cpu" or g.dtype not in (torch.float32, torch.float64) for g in grads):
+        norm = float(torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], max_norm))
+        optimizer.step()
+        return norm
+    norm = math.sqrt(sum(float(torch.dot(g.reshape(-1), g.reshape(-1))) for g in grads))
+    if not math.isfinite(norm):
+        raise TrainingDiverged(f"the gradient norm became {norm}; lower the learning rate")
+    coefficient = max_norm / (norm + 1e-6)  # clip_grad_norm_'s, epsilon included
+    if coefficient >= 1.0:
+        optimizer.step()
+    elif optimizer.defaults.get("fused"):
+        optimizer.grad_scale = torch.tensor(1.0 / coefficient)
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.grad_scale
+    else:
+        torch._foreach_mul_(grads, coefficient)
+        optimizer.step()
+    return norm
+
+
 # ------------------------------------------------------------------------------------------------------ batching
 @dataclass
 class Encoded:
@@ -450,8 +484,7 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
                     seen_logits.append(logits.detach().cpu())
                     seen_labels.extend(train_enc.labels[i] for i in idx)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
+                clipped_step(optimizer, cfg.max_grad_norm)
                 vocab.after_step(optimizer)  # before the scheduler changes the learning rate this step used
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)

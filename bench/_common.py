@@ -43,7 +43,7 @@ def machine() -> str:
     except OSError:
         pass
     # The bf16 matmul unit sets the peak training is measured against: 2 cores of AVX512-BF16 (AMD EPYC) measured
-    # 368-420 GFLOP/s, 2 cores with AMX (Intel Xeon) 548-834, and the work around the matmuls is no faster with AMX.
+    # 368-420 GFLOP/s, 2 cores with AMX (Intel Xeon) 542-1,053, and the work around the matmuls is no faster with AMX.
     bf16 = "AMX-BF16" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else "no native bf16"
     return f"{cpu} ({bf16}), {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
 

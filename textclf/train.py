@@ -231,26 +231,26 @@ def clipped_step(optimizer: Any, max_norm: float) -> float:
     and for half-precision gradients, torch's own clipping."""
     import torch
 
-    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    grads = [p.grad for p in params if p.grad is not None]
     if not grads or any(g.device.type != "cpu" or g.dtype not in (torch.float32, torch.float64) for g in grads):
-        norm = float(torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], max_norm))
+        norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
         optimizer.step()
         return norm
     norm = math.sqrt(sum(float(torch.dot(g.reshape(-1), g.reshape(-1))) for g in grads))
     if not math.isfinite(norm):
         raise TrainingDiverged(f"the gradient norm became {norm}; lower the learning rate")
     coefficient = max_norm / (norm + 1e-6)  # clip_grad_norm_'s, epsilon included
-    if coefficient >= 1.0:
-        optimizer.step()
-    elif optimizer.defaults.get("fused"):
+    if coefficient < 1.0 and optimizer.defaults.get("fused"):
         optimizer.grad_scale = torch.tensor(1.0 / coefficient)
         try:
             optimizer.step()
         finally:
             del optimizer.grad_scale
-    else:
-        torch._foreach_mul_(grads, coefficient)
-        optimizer.step()
+        return norm
+    if coefficient < 1.0:
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, torch.tensor(norm))
+    optimizer.step()
     return norm
 
 

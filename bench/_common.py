@@ -34,17 +34,17 @@ def shared_data(name: str) -> str:
 def machine() -> str:
     import torch
 
-    cpu, flags = platform.processor() or platform.machine(), set()
+    from textclf.train import cpu_bf16_unit
+
+    cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
-        cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), cpu)
-        flags = set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
     except OSError:
         pass
     # The bf16 matmul unit sets the peak training is measured against: 2 cores of AVX512-BF16 (AMD EPYC) measured
     # 368-420 GFLOP/s, 2 cores with AMX (Intel Xeon) 542-1,053, and the work around the matmuls is no faster with AMX.
-    bf16 = "AMX-BF16" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else "no native bf16"
+    bf16 = cpu_bf16_unit() or "no native bf16"
     return f"{cpu} ({bf16}), {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
 
 

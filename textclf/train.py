@@ -107,18 +107,23 @@ class TrainResult:
 
 
 # ------------------------------------------------------------------------------------------------------ precision
+def cpu_bf16_unit() -> str | None:
+    """The CPU's native bf16 matmul unit, "AMX-BF16" or "AVX512-BF16"; None without one (or without /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            flags = set(next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), []))
+    except OSError:
+        return None
+    return "AMX-BF16" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else None
+
+
 def bf16_supported(device: str = "cpu") -> bool:
     """bf16 autocast pays on CPUs with native bf16 (AVX512-BF16 / AMX) and on GPUs that support it."""
     import torch
 
     if device.startswith("cuda"):
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            flags = fh.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return cpu_bf16_unit() is not None
 
 
 def resolve_precision(precision: str, device: str) -> str:

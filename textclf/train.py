@@ -231,9 +231,9 @@ def clipped_step(optimizer: Any, max_norm: float) -> float:
     On the CPU, torch's clipping makes two passes over every gradient: a norm (its CPU ``vector_norm`` took 7.8 ms
     for MiniLM's 13.7M gradient numbers here) and a multiplication by the clip coefficient, even when that is 1
     (2.3-5 ms). Here the norm is a sum of BLAS dot products (2.5 ms), and the multiplication is skipped when nothing
-    is clipped or, for fused AdamW, left to the optimizer, which divides each gradient by ``grad_scale`` in the pass
-    it makes anyway (torch's AMP protocol, as ``GradScaler`` uses it). Elsewhere (CUDA: a norm read back is a sync)
-    and for half-precision gradients, torch's own clipping."""
+    is clipped or, for optimizers that take ``GradScaler``'s ``grad_scale`` (fused AdamW), left to the optimizer,
+    which divides each gradient by it in the pass it makes anyway. Elsewhere (CUDA: a norm read back is a sync) and
+    for half-precision gradients, torch's own clipping."""
     import torch
 
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -246,7 +246,8 @@ def clipped_step(optimizer: Any, max_norm: float) -> float:
     if not math.isfinite(norm):
         raise TrainingDiverged(f"the gradient norm became {norm}; lower the learning rate")
     coefficient = max_norm / (norm + 1e-6)  # clip_grad_norm_'s, epsilon included
-    if coefficient < 1.0 and optimizer.defaults.get("fused"):
+    # The flag GradScaler checks: the optimizer's step divides by ``grad_scale`` (fused AdamW, fused SGD).
+    if coefficient < 1.0 and getattr(optimizer, "_step_supports_amp_scaling", False):
         optimizer.grad_scale = torch.tensor(1.0 / coefficient)
         try:
             optimizer.step()

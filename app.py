@@ -136,6 +136,8 @@ def _study_section(dash: Dashboard, source: gr.State) -> tuple[gr.Dataframe, gr.
                 batch_sizes = gr.CheckboxGroup([8, 16, 32, 64], value=[16, 32], label="Batch sizes")
                 epochs = gr.Slider(0, 8, value=0, step=1, label="Epochs (0 = search 2-5)")
                 seeds = gr.Slider(0, 5, value=0, step=1, label="Seeds: re-run each backbone's best config k times")
+                jobs = gr.Slider(1, max(2, os.cpu_count() or 1), value=1, step=1,
+                                 label="Trials side by side (processes sharing the cores; 1 = repeatable)")
             with gr.Row():
                 thresholds = gr.Dropdown(list(THRESHOLD_MODES), value="global",
                                          label="Multi-label thresholds (chosen on validation)")
@@ -156,14 +158,15 @@ def _study_section(dash: Dashboard, source: gr.State) -> tuple[gr.Dataframe, gr.
 
     @guarded
     def start(name: str, src: str, bbs: list[str], n: float, tmo: float | None, pr: str, lo: float, hi: float,
-              rlo: float, rhi: float, bs: list[int], ep: float, k: float, thr: str, cw: str) -> tuple[str, Any]:
+              rlo: float, rhi: float, bs: list[int], ep: float, k: float, thr: str, cw: str,
+              nj: float) -> tuple[str, Any]:
         msg = dash.start_study(name.strip(), src, bbs, int(n), tmo, (float(lo), float(hi)), (float(rlo), float(rhi)),
                                list(bs), None if not ep else int(ep), pr, seeds=int(k), threshold_mode=thr,
-                               class_weight=cw)
+                               class_weight=cw, jobs=int(nj))
         return msg, gr.Dropdown(choices=sorted({*dash.list_studies(), name.strip()}), value=name.strip())
 
     start_inputs = [study_name, source, backbones, trials, timeout, pruner, lr_lo, lr_hi, ratio_lo, ratio_hi,
-                    batch_sizes, epochs, seeds, thresholds, class_weight]
+                    batch_sizes, epochs, seeds, thresholds, class_weight, jobs]
     start_btn.click(start, start_inputs, [study_msg, existing], api_visibility="private")
 
     @guarded

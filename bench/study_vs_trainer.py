@@ -64,7 +64,7 @@ def run_textclf(data_path: str, args: argparse.Namespace, out: str) -> tuple[flo
                         warmup_fraction=(0.1, 0.1))
     cfg = StudyConfig(study="bench", data=data_path, backbones=["minilm"], trials=args.trials, epochs=args.epochs,
                       max_train_samples=args.train, max_length=args.max_length, seed=args.seed, space=space,
-                      storage=f"sqlite:///{out}/bench.db", models_dir=f"{out}/models")
+                      storage=f"sqlite:///{out}/bench.db", models_dir=f"{out}/models", jobs=args.jobs)
     start = time.perf_counter()
     summary = run_study(cfg, progress=False, log=lambda msg: print("  textclf:", msg, flush=True))
     return time.perf_counter() - start, float(summary["best"]["value"])
@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=2000)
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--jobs", type=int, default=1, help="textclf trials side by side (StudyConfig.jobs)")
     args = parser.parse_args()
     import optuna
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import time
 from pathlib import Path
 
@@ -201,6 +202,12 @@ def test_study_form_passes_thresholds_and_class_weights_to_the_worker(tmp_path: 
                      threshold_mode="per_class", class_weight="balanced")
     args = started[0]
     assert args[args.index("--thresholds") + 1] == "per_class" and args[args.index("--class-weight") + 1] == "balanced"
+    assert "--jobs" not in args  # one at a time unless asked
+    dash.start_study("ml", "demo-multilabel", ["minilm"], 2, None, (1e-5, 1e-4), (1, 10), [16], None, "median", jobs=2)
+    assert started[1][started[1].index("--jobs") + 1] == "2"
+    with pytest.raises(ConfigError, match="trials side by side must be between 1 and"):
+        dash.start_study("ml", "demo-multilabel", ["minilm"], 2, None, (1e-5, 1e-4), (1, 10), [16], None, "median",
+                         jobs=(os.cpu_count() or 1) + 1)
     with pytest.raises(ConfigError, match="thresholds must be one of global, per_class, got 'each'"):
         dash.start_study("ml", "demo-multilabel", ["minilm"], 2, None, (1e-5, 1e-4), (1, 10), [16], None, "median",
                          threshold_mode="each")

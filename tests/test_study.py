@@ -124,7 +124,8 @@ def test_failed_trial_records_its_reason_and_the_study_goes_on(tiny_models: dict
     ("kwargs", "message"),
     [({"study": "../x"}, "not allowed"), ({"trials": 0}, "trials must be"), ({"backbones": []}, "backbones is empty"),
      ({"metric": "auc"}, "metric must be"), ({"pruner": "magic"}, "pruner must be"),
-     ({"progressive_pruning": "no"}, "progressive_pruning must be true or false, got 'no'")],
+     ({"progressive_pruning": "no"}, "progressive_pruning must be true or false, got 'no'"),
+     ({"jobs": 0}, "jobs must be between 1 and 64")],
 )
 def test_study_config_is_validated(kwargs: dict, message: str) -> None:
     base = {"study": "ok", "data": "demo"} | kwargs
@@ -535,3 +536,49 @@ def test_first_epoch_pruning_evaluations_score_the_training_rows_as_predicted_be
         probs = softmax_or_sigmoid(predict_logits(start, tok, enc), "single_label")
         score = compute_metrics("single_label", enc.labels, probs, metric="macro_f1")["macro_f1"]
         assert (reported[0]["macro_f1"] == pytest.approx(score, abs=1e-9)) is expect_equal
+
+
+def test_trials_side_by_side_share_one_study(tiny_models: dict, studies: Path) -> None:
+    lines: list[str] = []
+    cfg = StudyConfig(study="par", data="demo", backbones=["tiny-bert", "tiny-roberta"], trials=4, jobs=2, **FAST)
+    summary = run_study(cfg, progress=False, log=lines.append)
+    assert summary["n_trials"] == 4
+    study = load_study("par")
+    assert all(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials), [t.state for t in study.trials]
+    # The spawned worker knew the backbones registered in this process only, and ran its share.
+    assert sorted(t.user_attrs["worker"] for t in study.trials) == [1, 1, 2, 2]
+    assert any("2 workers sharing" in line for line in lines)
+    counts = sorted(int(line[1:line.index("/")]) for line in lines if line.startswith("["))
+    assert len(counts) == 2 and set(counts) <= {1, 2, 3, 4}  # numbered among all four trials
+    assert not any("exit code" in line for line in lines)
+
+
+def test_workers_split_the_threads_and_the_last_one_left_takes_them_all() -> None:
+    import multiprocessing
+
+    import torch
+
+    from textclf.study import _Runner
+
+    before = torch.get_num_threads()
+    runner = _Runner(StudyConfig(study="t", data="demo"), None, [], "accuracy", Path("."), False, quiet)  # type: ignore[arg-type]
+    active = multiprocessing.get_context("spawn").Value("i", 2)
+    runner.share = (4, active)
+    try:
+        runner.share_threads()
+        assert torch.get_num_threads() == 2
+        active.value = 1
+        runner.share_threads()
+        assert torch.get_num_threads() == 4
+        runner.share = (1, active)
+        active.value = 3
+        runner.share_threads()
+        assert torch.get_num_threads() == 1  # never fewer than one
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_side_by_side_needs_a_storage_the_workers_share(studies: Path) -> None:
+    cfg = StudyConfig(study="mem", data="demo", storage="sqlite:///:memory:", trials=2, jobs=2)
+    with pytest.raises(ConfigError, match="in-memory"):
+        run_study(cfg, progress=False, log=quiet)

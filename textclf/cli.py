@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dropout", type=float, default=None, help="dropout probability (default: the backbone's)")
     run.add_argument("--early-stopping", dest="early_stopping_patience", type=int, default=None, metavar="EVALS",
                      help="stop a trial after this many evaluations without improvement")
+    run.add_argument("--jobs", type=int, default=None, metavar="N",
+                     help="run N trials side by side, each in its own process, sharing the CPU's threads (default 1: "
+                          "one at a time, repeatable run to run; 2 on a 2-core machine: ~1.4x the trials an hour)")
     run.add_argument("--seeds", type=int, default=None, metavar="K",
                      help="re-run each backbone's best configuration with K more seeds: mean ± spread per backbone")
     run.add_argument("--thresholds", dest="threshold_mode", default=None, choices=list(THRESHOLD_MODES),
@@ -144,7 +147,7 @@ def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
                       text_column=opts.get("text_column"), label_column=opts.get("label_column"), task=opts.get("task"),
                       dropout=opts.get("dropout"), early_stopping_patience=opts.get("early_stopping_patience"),
                       seeds=opts.get("seeds") or 0, threshold_mode=opts.get("threshold_mode"),
-                      class_weight=opts.get("class_weight"))
+                      class_weight=opts.get("class_weight"), jobs=opts.get("jobs") or 1)
     progress = not args.json and sys.stderr.isatty()
     if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread only
         return run_study(cfg, progress=progress)

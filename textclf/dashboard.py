@@ -295,7 +295,7 @@ class Dashboard:
     def start_study(self, study: str, source: str, backbones: list[str], trials: int, timeout_min: float | None,
                     lr_range: tuple[float, float], ratio_range: tuple[float, float], batch_sizes: list[int],
                     epochs: tuple[int, int] | int | None, pruner: str, max_train_samples: int | None = None,
-                    seeds: int = 0, threshold_mode: str = "global", class_weight: str = "none") -> str:
+                    seeds: int = 0, threshold_mode: str = "global", class_weight: str = "none", jobs: int = 1) -> str:
         from textclf.backbones import check_available, resolve_backbone
         from textclf.study import SearchSpace, check_study_name
 
@@ -329,6 +329,11 @@ class Dashboard:
         if class_weight not in CLASS_WEIGHTS:
             raise ConfigError(f"class weights must be one of {', '.join(CLASS_WEIGHTS)}, got {class_weight!r}")
         args += ["--thresholds", threshold_mode, "--class-weight", class_weight]
+        cores = os.cpu_count() or 1
+        if not 1 <= int(jobs) <= cores:
+            raise ConfigError(f"trials side by side must be between 1 and {cores} (this machine's cores), got {jobs}")
+        if int(jobs) > 1:
+            args += ["--jobs", str(int(jobs))]
         self.studies.start(study, args)
         return f"Study **{study}** started: {trials} trial(s) over {', '.join(backbones)}."
 

@@ -8,6 +8,7 @@ compares them all; then seeded TPE explores and a pruner stops hopeless trials f
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import os
 import re
@@ -90,6 +91,7 @@ class StudyConfig:
     seeds: int = 0  # re-run each backbone's best configuration with this many more seeds
     threshold_mode: str | None = None  # multi-label decision thresholds, chosen on validation: "global" (default) or "per_class"
     class_weight: str | None = None  # "none" (default) or "balanced": loss weighted by inverse class frequency
+    jobs: int = 1  # trials run side by side, each in its own process, sharing the CPU's threads (see textclf.workers)
 
 
     def __post_init__(self) -> None:
@@ -112,6 +114,8 @@ class StudyConfig:
             raise ConfigError(f"evals_per_epoch must be at least 1, got {self.evals_per_epoch}")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
             raise ConfigError(f"early_stopping_patience must be at least 1, got {self.early_stopping_patience}")
+        if not 1 <= self.jobs <= 64:
+            raise ConfigError(f"jobs must be between 1 and 64 (trials run side by side), got {self.jobs}")
         if not 0 <= self.seeds <= 20:
             raise ConfigError(f"seeds must be between 0 and 20, got {self.seeds}")
         if self.threshold_mode is not None and self.threshold_mode not in THRESHOLD_MODES:
@@ -144,7 +148,7 @@ PRESET_KEYS = {"data", "backbones", "trials", "timeout", "max_train_samples", "e
                "lr_range", "ratio_range", "batch_sizes", "max_length", "evals_per_epoch", "pruning_eval_rows",
                "progressive_pruning",
                "text_column", "label_column", "task", "storage", "dropout", "early_stopping_patience", "seeds",
-               "threshold_mode", "class_weight"}
+               "threshold_mode", "class_weight", "jobs"}
 
 
 def load_preset(study: str) -> dict[str, Any]:
@@ -355,6 +359,23 @@ class _Runner:
         self.interrupted = interrupted
         self._encoded: dict[str, tuple[Any, Encoded, Encoded]] = {}
         self._pristine: dict[str, Any] = {}
+        # Trials run side by side (cfg.jobs > 1): (the CPU's threads, a shared count of workers still running).
+        self.share: tuple[int, Any] | None = None
+        self.worker = 1  # which of those workers this is (recorded on each trial)
+
+    def share_threads(self) -> None:
+        """Split the threads between the workers still running: 1 each for 2 workers on 2 cores, all of them once
+        the others are done. Eager training on 2 cores leaves a core idle through most of its per-op overhead (two
+        1-thread trainings side by side took 25-31 s against 17-20 s for one on 2 threads), but a worker left alone
+        on 1 thread would run its last trial ~1.6x slower."""
+        if self.share is None:
+            return
+        import torch
+
+        cores, active = self.share
+        want = max(1, cores // max(1, active.value))
+        if torch.get_num_threads() != want:
+            torch.set_num_threads(want)
 
     def encoded(self, backbone: str) -> tuple[Any, Encoded, Encoded]:
         # Tokenise each split once per tokenizer and share it across trials: scratch:X reuses X's tokens.
@@ -414,6 +435,7 @@ class _Runner:
         def on_step(step: int, total: int) -> None:
             if self.interrupted is not None and self.interrupted():
                 raise KeyboardInterrupt  # an interrupt asked for earlier and lost on the way (see run_study)
+            self.share_threads()
             # Live progress for the dashboard, written at most every 2 s: a storage write per step would cost.
             now = time.monotonic()
             if now - last_write[0] >= 2.0 or step == total:
@@ -422,6 +444,9 @@ class _Runner:
 
         trial.set_user_attr("backbone", params["backbone"])
         trial.set_user_attr("n_params", _n_params(model))
+        if self.share is not None:
+            trial.set_user_attr("worker", self.worker)
+            self.share_threads()
         try:
             # The time budget bounds the search; seed re-runs (asked for on top of it) always run in full.
             result = train(model, tok, train_enc, val_enc, cfg, task=data.task, head_prefixes=head_prefixes(model, spec),
@@ -542,6 +567,46 @@ def _check_resume(stored: dict[str, Any], cfg: StudyConfig, backbones: list[str]
                               f"{key}={value!r}; rerun with the study's settings or use a new --study name")
 
 
+def load_study_data(cfg: StudyConfig) -> TextData:
+    return load_data(cfg.data, text_column=cfg.text_column, label_column=cfg.label_column, task=cfg.task,  # type: ignore[arg-type]
+                     max_train_samples=cfg.max_train_samples, seed=cfg.seed)
+
+
+def attach_search(study: Any, cfg: StudyConfig, n_backbones: int, chance: float | None, salt: int) -> None:
+    """This process's pruner and sampler for ``study``. Seeded TPE: a sequential resume continues
+    deterministically; workers running side by side pass distinct ``salt`` values, or they would all propose the same
+    random start-up configurations (and constant liar keeps them off each other's running trials)."""
+    import optuna
+
+    study.pruner = make_pruner(cfg.pruner or "median", n_startup_trials=n_backbones, chance=chance)
+    study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + len(study.get_trials(deepcopy=False)) + salt,
+                                               constant_liar=True)
+
+
+def time_left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(deadline - time.monotonic(), 1e-3)
+
+
+def trial_reporter(total: int, metric: str, log: Callable[[str], None], interrupted: Callable[[], bool] | None,
+                   next_done: Callable[[], int]) -> Callable[[Any, Any], None]:
+    """The callback that logs one line per finished trial; ``next_done()`` numbers it (a count shared by the
+    workers of one run when trials run side by side)."""
+
+    def report(study: Any, trial: Any) -> None:
+        if interrupted is not None and interrupted():
+            raise KeyboardInterrupt
+        backbone = trial.params.get("backbone", "?")
+        value = f"{trial.value:.4f}" if trial.value is not None else "-"
+        reason = trial.user_attrs.get("fail_reason") or trial.user_attrs.get("stopped", "")
+        secs = trial.duration.total_seconds() if trial.duration else 0.0
+        log(f"[{next_done()}/{total}] trial {trial.number} [{backbone}] {trial.state.name.lower()} "
+            f"{metric}={value} in {secs:.0f}s "
+            f"(lr={trial.params.get('lr', 0):.2e}, head_lr_ratio={trial.params.get('head_lr_ratio', 0):.1f})"
+            + (f" — {reason}" if reason else ""))
+
+    return report
+
+
 def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], None] | None = None,
               interrupted: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Create or resume ``cfg.study``, add ``cfg.trials`` trials and return :func:`summarize` of the study.
@@ -558,6 +623,10 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
     deadline = time.monotonic() + cfg.timeout if cfg.timeout else None
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own one-line-per-trial log replaces Optuna's
     storage_url = resolve_storage(cfg.storage)
+    if cfg.jobs > 1:
+        from textclf.workers import check_shareable
+
+        check_shareable(storage_url, cfg.jobs)
     storage = open_storage(storage_url)
     stored = _stored_attrs(storage, cfg.study)
     if stored:
@@ -567,8 +636,7 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
     backbones = cfg.backbones or stored.get("backbones") or ["minilm"]
     for name in backbones:  # fail before any data is tokenised or any trial starts
         check_available(resolve_backbone(name))
-    data = load_data(cfg.data, text_column=cfg.text_column, label_column=cfg.label_column, task=cfg.task,  # type: ignore[arg-type]
-                     max_train_samples=cfg.max_train_samples, seed=cfg.seed)
+    data = load_study_data(cfg)
     metric = cfg.metric or stored.get("metric") or default_metric(data.task)
     models_dir = Path(cfg.models_dir).resolve() if cfg.models_dir else Path(
         stored.get("models_dir") or studies_dir() / "models" / cfg.study)
@@ -595,14 +663,9 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
                 study.enqueue_trial(recipe_params(name, cfg.space, cfg.epochs), user_attrs={"recipe": True},
                                     skip_if_exists=True)
     _fill_defaults(cfg)
-    study.pruner = make_pruner(cfg.pruner, n_startup_trials=len(backbones),
-                               chance=chance_score(data, metric, cfg.threshold_mode))
-    # Seeded TPE: a sequential resume continues deterministically; workers running side by side get distinct
-    # seeds, or they would all propose the same random start-up configurations.
-    trials_now = study.get_trials(deepcopy=False)
-    concurrent = joined or any(t.state.name == "RUNNING" for t in trials_now)
-    study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + len(trials_now) + (os.getpid() if concurrent else 0),
-                                               constant_liar=True)
+    chance = chance_score(data, metric, cfg.threshold_mode)
+    concurrent = joined or cfg.jobs > 1 or any(t.state.name == "RUNNING" for t in study.get_trials(deepcopy=False))
+    attach_search(study, cfg, len(backbones), chance, salt=os.getpid() if concurrent else 0)
     if "baseline" not in stored:
         log("fitting the TF-IDF + logistic regression baseline...")
         stored["baseline"] = tfidf_baseline(data, metric, cfg.seed, cfg.threshold_mode)
@@ -614,31 +677,20 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
         f"over {', '.join(backbones)} ({data.task}, {metric} on validation; baseline {stored['baseline']['value']:.4f})")
 
     runner = _Runner(cfg, data, backbones, metric, models_dir, progress, log, deadline, interrupted)
+    if cfg.jobs > 1 and cfg.trials > 1:
+        from textclf.workers import optimize_side_by_side
 
-    done = [0]
-
-    def report(study: Any, trial: Any) -> None:
-        if interrupted is not None and interrupted():
-            raise KeyboardInterrupt
-        done[0] += 1
-        backbone = trial.params.get("backbone", "?")
-        value = f"{trial.value:.4f}" if trial.value is not None else "-"
-        reason = trial.user_attrs.get("fail_reason") or trial.user_attrs.get("stopped", "")
-        secs = trial.duration.total_seconds() if trial.duration else 0.0
-        log(f"[{done[0]}/{cfg.trials}] trial {trial.number} [{backbone}] {trial.state.name.lower()} "
-            f"{metric}={value} in {secs:.0f}s "
-            f"(lr={trial.params.get('lr', 0):.2e}, head_lr_ratio={trial.params.get('head_lr_ratio', 0):.1f})"
-            + (f" — {reason}" if reason else ""))
-
-    timeout = None if deadline is None else max(deadline - time.monotonic(), 1e-3)
-    study.optimize(runner.objective, n_trials=cfg.trials, timeout=timeout, catch=(Exception,), callbacks=[report],
-                   show_progress_bar=False, gc_after_trial=True)
+        optimize_side_by_side(study, runner, storage_url, chance)
+    else:
+        study.optimize(runner.objective, n_trials=cfg.trials, timeout=time_left(deadline), catch=(Exception,),
+                       callbacks=[trial_reporter(cfg.trials, metric, log, interrupted, itertools.count(1).__next__)],
+                       show_progress_bar=False, gc_after_trial=True)
     if cfg.seeds:
         queued = enqueue_seed_reruns(study, cfg.seeds, cfg.seed)
         if queued:
             log(f"re-running each backbone's best configuration with {cfg.seeds} more seed(s): {queued} trial(s)")
-            study.optimize(runner.objective, n_trials=queued, catch=(Exception,), callbacks=[report],
-                           gc_after_trial=True)
+            study.optimize(runner.objective, n_trials=queued, catch=(Exception,), gc_after_trial=True,
+                           callbacks=[trial_reporter(queued, metric, log, interrupted, itertools.count(1).__next__)])
     if data.test is not None:
         score_test(study, data, metric, log)
     return summarize(study, storage_url)

@@ -367,7 +367,7 @@ class _Runner:
         """Split the threads between the workers still running: 1 each for 2 workers on 2 cores, all of them once
         the others are done. Eager training on 2 cores leaves a core idle through most of its per-op overhead (two
         1-thread trainings side by side took 25-31 s against 17-20 s for one on 2 threads), but a worker left alone
-        on 1 thread would run its last trial ~1.6x slower."""
+        on 1 thread would run its last trial 1.4-1.7x slower (29 s)."""
         if self.share is None:
             return
         import torch

@@ -99,8 +99,7 @@ def optimize_side_by_side(study: Any, runner: Any, storage_url: str, chance: flo
 
     from textclf.study import time_left, trial_reporter
 
-    cfg = runner.cfg
-    check_shareable(storage_url, cfg.jobs)
+    cfg = runner.cfg  # run_study has checked that the storage is one the workers can share
     jobs = min(cfg.jobs, cfg.trials)
     shares = [cfg.trials // jobs + (i < cfg.trials % jobs) for i in range(jobs)]
     ctx = multiprocessing.get_context("spawn")

@@ -306,3 +306,27 @@ def test_clipped_step_stops_on_a_non_finite_gradient() -> None:
     with pytest.raises(TrainingDiverged, match="nan"):
         clipped_step(optimizer, 1.0)
     assert torch.equal(weight.detach(), torch.ones(3))  # no step taken
+
+
+@pytest.mark.parametrize("name", ["tiny-bert", "tiny-roberta", "tiny-xlnet"])
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])  # a boolean mask, an additive one
+def test_one_projection_attention_for_prediction_gives_the_same_logits(tiny_models: dict, name: str,
+                                                                       attention: str) -> None:
+    import copy
+
+    from textclf.predict import fuse_attention_projections
+
+    model, inputs = _model_and_batch(name)
+    model.eval()
+    if name != "tiny-xlnet":
+        model.set_attn_implementation(attention)
+    fused = copy.deepcopy(model)
+    changed = fuse_attention_projections(fused)
+    assert changed == (0 if name == "tiny-xlnet" else model.config.num_hidden_layers)  # XLNet's attention is its own
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(**inputs).logits, model(**inputs).logits, atol=1e-5, rtol=1e-4)
+    if changed:
+        # Training mode takes the original projections: their gradients, not the fused copy's constant.
+        fused.train()
+        fused(**inputs).logits.sum().backward()
+        assert all(m.query.weight.grad is not None for m in fused.modules() if hasattr(m, "qkv_weight"))

@@ -201,12 +201,12 @@ def first_token_layer(model: nn.Module) -> nn.Module | None:
     attention = getattr(last, "attention", None)
     if (last is None or getattr(last, "is_decoder", True) or getattr(last, "add_cross_attention", True)
             or not callable(getattr(last, "feed_forward_chunk", None)) or not hasattr(attention, "output")
-            or not _fusable(getattr(attention, "self", None))):
+            or not fusable(getattr(attention, "self", None))):
         return None
     return last
 
 
-def _fusable(module: nn.Module | None) -> bool:
+def fusable(module: nn.Module | None) -> bool:
     """A BERT-style self-attention: query, key and value projections of one input, to heads of a known size."""
     projections = [getattr(module, name, None) for name in ("query", "key", "value")]
     return (all(type(p) is nn.Linear for p in projections)
@@ -244,7 +244,7 @@ def fast_training(model: nn.Module) -> Iterator[None]:
     original = getattr(config, "_attn_implementation", None)
     reroute = (getattr(config, "model_type", None) in PLAIN_ATTENTION and original in ("sdpa", "eager")
                and getattr(model, "_supports_attention_backend", False))
-    fused = [m for m in model.modules() if _fusable(m)] if reroute else []
+    fused = [m for m in model.modules() if fusable(m)] if reroute else []
     last = first_token_layer(model) if reroute else None
     patched = fused + ([last] if last is not None else [])
     try:

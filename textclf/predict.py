@@ -112,6 +112,7 @@ class Predictor:
             import torch
 
             self.fast = copy.deepcopy(model).to(torch.bfloat16).eval()
+            fuse_attention_projections(self.fast)
         self.compiled: Any = None
         self.compile_error: str | None = None
         self._compiled_lock = threading.Lock()  # compiled graphs are called one at a time: recompiles are not thread-safe
@@ -227,6 +228,50 @@ class Predictor:
                 labels = [names[order[0]]]
             out.append(Prediction(text, names[order[0]], labels, {names[i]: float(p[i]) for i in order}))
         return out
+
+
+def fuse_attention_projections(model: Any) -> int:
+    """For inference only: give each plain BERT-style self-attention of ``model`` its query, key and value weights as
+    one matrix and a forward that makes one matmul of the three. A batch-1 forward is mostly the fixed cost of each
+    matmul call (oneDNN's AMX path: ~50-60 us a call, whatever its size), so 3 calls become 1 in every layer.
+    Measured (MiniLM, compiled, ``predict`` of one sst2 text, two Predictors in blocks of 10 calls interleaved, 4
+    rounds): medians 4.97-5.91 ms against 5.78-6.47 ms, ratio 0.86-0.91; the same label on 60 of 60 texts.
+    The original projections stay, for training mode. Returns how many modules were changed."""
+    import types
+
+    import torch
+
+    from textclf.cpu_train import PLAIN_ATTENTION, fusable
+
+    if getattr(getattr(model, "config", None), "model_type", None) not in PLAIN_ATTENTION:
+        return 0
+    changed = 0
+    for module in model.modules():
+        if not fusable(module):
+            continue
+        projections = (module.query, module.key, module.value)
+        module.register_buffer("qkv_weight", torch.cat([p.weight.detach() for p in projections]), persistent=False)
+        bias = None if module.query.bias is None else torch.cat([p.bias.detach() for p in projections])
+        module.register_buffer("qkv_bias", bias, persistent=False)
+        module.forward = types.MethodType(_one_projection_attention, module)
+        changed += 1
+    return changed
+
+
+def _one_projection_attention(self: Any, hidden_states: Any, attention_mask: Any = None, *args: Any,
+                              **kwargs: Any) -> tuple[Any, None]:
+    import torch
+
+    if self.training or args or any(kwargs.get(k) is not None for k in ("cache", "past_key_values",
+                                                                         "encoder_hidden_states")):
+        return type(self).forward(self, hidden_states, attention_mask, *args, **kwargs)
+    batch, length, _ = hidden_states.shape
+    heads, size = self.num_attention_heads, self.attention_head_size
+    qkv = torch.nn.functional.linear(hidden_states, self.qkv_weight, self.qkv_bias)
+    q, k, v = qkv.view(batch, length, 3, heads, size).permute(2, 0, 3, 1, 4)
+    # The mask transformers builds is boolean (sdpa) or additive (eager); SDPA takes either.
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask, scale=self.scaling)
+    return out.transpose(1, 2).reshape(batch, length, heads * size), None
 
 
 def _check_texts(texts: list[Any]) -> None:

@@ -377,6 +377,13 @@ class _Runner:
         if torch.get_num_threads() != want:
             torch.set_num_threads(want)
 
+    def run_trials(self, study: Any, n_trials: int, next_done: Callable[[], int]) -> None:
+        """Run ``n_trials`` trials of ``study`` here, within the time budget, one log line each (numbered by
+        ``next_done``)."""
+        study.optimize(self.objective, n_trials=n_trials, timeout=time_left(self.deadline), catch=(Exception,),
+                       callbacks=[trial_reporter(self.cfg.trials, self.metric, self.log, self.interrupted, next_done)],
+                       show_progress_bar=False, gc_after_trial=True)
+
     def encoded(self, backbone: str) -> tuple[Any, Encoded, Encoded]:
         # Tokenise each split once per tokenizer and share it across trials: scratch:X reuses X's tokens.
         key = backbone.removeprefix("scratch:")
@@ -682,9 +689,7 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
 
         optimize_side_by_side(study, runner, storage_url, chance)
     else:
-        study.optimize(runner.objective, n_trials=cfg.trials, timeout=time_left(deadline), catch=(Exception,),
-                       callbacks=[trial_reporter(cfg.trials, metric, log, interrupted, itertools.count(1).__next__)],
-                       show_progress_bar=False, gc_after_trial=True)
+        runner.run_trials(study, cfg.trials, itertools.count(1).__next__)
     if cfg.seeds:
         queued = enqueue_seed_reruns(study, cfg.seeds, cfg.seed)
         if queued:

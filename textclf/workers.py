@@ -97,8 +97,6 @@ def optimize_side_by_side(study: Any, runner: Any, storage_url: str, chance: flo
     when all have ended. An interrupt (Ctrl-C, the dashboard's Stop) stops them all; finished trials are kept."""
     import torch
 
-    from textclf.study import time_left, trial_reporter
-
     cfg = runner.cfg  # run_study has checked that the storage is one the workers can share
     jobs = min(cfg.jobs, cfg.trials)
     shares = [cfg.trials // jobs + (i < cfg.trials % jobs) for i in range(jobs)]
@@ -112,24 +110,19 @@ def optimize_side_by_side(study: Any, runner: Any, storage_url: str, chance: flo
     runner.log(f"running trials side by side: {jobs} workers sharing {cores} threads ({', '.join(map(str, shares))} "
                "trials each)")
     runner.share, runner.worker = (cores, active), 1
-    left = False
     try:
         with _main_script_hidden():
             for proc in procs:
                 proc.start()
-        study.optimize(runner.objective, n_trials=shares[0], timeout=time_left(runner.deadline), catch=(Exception,),
-                       callbacks=[trial_reporter(cfg.trials, runner.metric, runner.log, runner.interrupted,
-                                                 lambda: _bump(done))],
-                       show_progress_bar=False, gc_after_trial=True)
-        _leave(active)
-        left = True
+        try:
+            runner.run_trials(study, shares[0], lambda: _bump(done))
+        finally:
+            _leave(active)  # the workers still running take this process's threads
         while alive := [proc for proc in procs if proc.is_alive()]:
             if runner.interrupted is not None and runner.interrupted():
                 raise KeyboardInterrupt
             alive[0].join(0.2)
     finally:
-        if not left:
-            _leave(active)
         _stop(procs)
         runner.share = None
         torch.set_num_threads(cores)
@@ -195,7 +188,7 @@ def _run_share(job: WorkerJob, log: Any, interrupted: Any) -> None:
     import optuna
     import torch
 
-    from textclf.study import _Runner, attach_search, load_study_data, open_storage, time_left, trial_reporter
+    from textclf.study import _Runner, attach_search, load_study_data, open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for backbone in job.registry:
@@ -206,6 +199,4 @@ def _run_share(job: WorkerJob, log: Any, interrupted: Any) -> None:
     runner = _Runner(job.cfg, load_study_data(job.cfg), job.backbones, job.metric, Path(job.models_dir),
                      progress=False, log=log, deadline=job.deadline, interrupted=interrupted)
     runner.share, runner.worker = (job.cores, job.active), job.index
-    study.optimize(runner.objective, n_trials=job.trials, timeout=time_left(job.deadline), catch=(Exception,),
-                   callbacks=[trial_reporter(job.cfg.trials, job.metric, log, interrupted, lambda: _bump(job.done))],
-                   show_progress_bar=False, gc_after_trial=True)
+    runner.run_trials(study, job.trials, lambda: _bump(job.done))

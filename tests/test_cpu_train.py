@@ -325,6 +325,9 @@ def test_one_projection_attention_for_prediction_gives_the_same_logits(tiny_mode
     assert changed == (0 if name == "tiny-xlnet" else model.config.num_hidden_layers)  # XLNet's attention is its own
     with torch.inference_mode():
         torch.testing.assert_close(fused(**inputs).logits, model(**inputs).logits, atol=1e-5, rtol=1e-4)
+    other = copy.deepcopy(model)
+    other.config._attn_implementation = "flex_attention"  # masks this forward would not understand: left alone
+    assert fuse_attention_projections(other) == 0
     if changed:
         # Training mode takes the original projections: their gradients, not the fused copy's constant.
         fused.train()

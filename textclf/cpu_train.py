@@ -142,12 +142,26 @@ def _attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value:
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
 
 
+def decoding_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """A self-attention call with a cache or cross-attention inputs (decoding): swapped-in forwards hand it to the
+    module's own."""
+    return bool(args) or any(kwargs.get(k) is not None for k in ("cache", "past_key_values", "encoder_hidden_states"))
+
+
+def plain_attention(model: nn.Module) -> bool:
+    """The model's self-attention is BERT's, run by transformers' sdpa or eager code: the swaps here (and the
+    prediction copy's one projection) compute what it computes, with the masks those build."""
+    config = getattr(model, "config", None)
+    return (getattr(config, "model_type", None) in PLAIN_ATTENTION
+            and getattr(config, "_attn_implementation", None) in ("sdpa", "eager"))
+
+
 def _fused_self_attention(self: Any, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
                           *args: Any, first_only: bool = False, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT's self-attention forward with one projection for queries, keys and values (bound to a module). With
     ``first_only``, only the first token's query: keys and values still come from every token."""
-    if args or any(kwargs.get(k) is not None for k in ("cache", "past_key_values", "encoder_hidden_states")):
-        return type(self).forward(self, hidden_states, attention_mask, *args, **kwargs)  # decoding: the original
+    if decoding_call(args, kwargs):
+        return type(self).forward(self, hidden_states, attention_mask, *args, **kwargs)
     batch, length, _ = hidden_states.shape
     heads, size = self.num_attention_heads, self.attention_head_size
     query, key, value = self.query, self.key, self.value
@@ -242,8 +256,7 @@ def fast_training(model: nn.Module) -> Iterator[None]:
                 swapped.append((parent, name, child))
     config = getattr(model, "config", None)
     original = getattr(config, "_attn_implementation", None)
-    reroute = (getattr(config, "model_type", None) in PLAIN_ATTENTION and original in ("sdpa", "eager")
-               and getattr(model, "_supports_attention_backend", False))
+    reroute = plain_attention(model) and getattr(model, "_supports_attention_backend", False)
     fused = [m for m in model.modules() if fusable(m)] if reroute else []
     last = first_token_layer(model) if reroute else None
     patched = fused + ([last] if last is not None else [])

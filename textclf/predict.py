@@ -241,9 +241,9 @@ def fuse_attention_projections(model: Any) -> int:
 
     import torch
 
-    from textclf.cpu_train import PLAIN_ATTENTION, fusable
+    from textclf.cpu_train import fusable, plain_attention
 
-    if getattr(getattr(model, "config", None), "model_type", None) not in PLAIN_ATTENTION:
+    if not plain_attention(model):
         return 0
     changed = 0
     for module in model.modules():
@@ -262,8 +262,9 @@ def _one_projection_attention(self: Any, hidden_states: Any, attention_mask: Any
                               **kwargs: Any) -> tuple[Any, None]:
     import torch
 
-    if self.training or args or any(kwargs.get(k) is not None for k in ("cache", "past_key_values",
-                                                                         "encoder_hidden_states")):
+    from textclf.cpu_train import decoding_call
+
+    if self.training or decoding_call(args, kwargs):
         return type(self).forward(self, hidden_states, attention_mask, *args, **kwargs)
     batch, length, _ = hidden_states.shape
     heads, size = self.num_attention_heads, self.attention_head_size

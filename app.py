@@ -13,13 +13,16 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import gradio as gr
 from pydantic import BaseModel
 
 from textclf.dashboard import ALL_BACKBONES, BEST, DATA_CHOICES, Dashboard, DashboardConfig
 from textclf.errors import TextclfError
+from textclf.gradio_import import without_stub_regeneration
 from textclf.metrics import THRESHOLD_MODES
 from textclf.train import CLASS_WEIGHTS
+
+with without_stub_regeneration():  # gradio rewrites its own type stubs on import: ~2 s of start-up (see the module)
+    import gradio as gr
 
 QUICK_DEMO = {"study": "quick-demo", "backbones": ["minilm", "scratch:minilm"], "trials": 4, "epochs": 3}
 TRIAL_HEADERS = ["#", "backbone", "lr", "head/enc", "batch", "epochs", "state", "score", "seconds"]

@@ -76,6 +76,8 @@ def over_http(studies_dir: str, clients: int = 8, per_client: int = 25) -> str:
     from _common import ROOT
     from gradio_client import Client
 
+    from textclf.dashboard import BEST
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -101,6 +103,19 @@ def over_http(studies_dir: str, clients: int = 8, per_client: int = 25) -> str:
 
         gradio = load(f"Gradio API (gradio_client), {clients} concurrent clients x {per_client}", gradio_client,
                       clients, per_client)
+
+        # The same queue without gradio_client's own overhead: the two HTTP requests of Gradio's call API, as any
+        # program (or the page's own script, over its event stream) makes them.
+        def gradio_http(k: int) -> Callable[[int], None]:
+            def call(i: int) -> None:
+                event = post_json(url + "gradio_api/call/predict", {"data": [texts[(i + k) % len(texts)], BEST]})
+                with urllib.request.urlopen(f"{url}gradio_api/call/predict/{event['event_id']}") as r:
+                    if b"event: complete" not in r.read():
+                        raise RuntimeError("the Gradio call API did not complete")
+            return call
+
+        gradio += "\n" + load(f"Gradio call API (two HTTP requests), {clients} concurrent clients x {per_client}",
+                               gradio_http, clients, per_client)
 
         # Concurrent requests are answered in shared batches: each answer must be the one a lone request gets.
         alone = {t: post_json(url + "api/predict", {"text": t})["label"] for t in texts}

@@ -105,10 +105,12 @@ def over_http(studies_dir: str, clients: int = 8, per_client: int = 25) -> str:
                       clients, per_client)
 
         # The same queue without gradio_client's own overhead: the two HTTP requests of Gradio's call API, as any
-        # program (or the page's own script, over its event stream) makes them.
+        # program makes them, each client in one session as a browser tab is (without one, Gradio builds a new
+        # session, the config of every component of the page, for each request: ~20 ms here).
         def gradio_http(k: int) -> Callable[[int], None]:
             def call(i: int) -> None:
-                event = post_json(url + "gradio_api/call/predict", {"data": [texts[(i + k) % len(texts)], BEST]})
+                event = post_json(url + "gradio_api/call/predict",
+                                  {"data": [texts[(i + k) % len(texts)], BEST], "session_hash": f"bench-{k}"})
                 with urllib.request.urlopen(f"{url}gradio_api/call/predict/{event['event_id']}") as r:
                     if b"event: complete" not in r.read():
                         raise RuntimeError("the Gradio call API did not complete")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,37 @@ def test_predict_and_batch_predict(trained: Dashboard, tmp_path: Path) -> None:
     assert rows[0]["label"] in probs and rows[1]["label"] == ""  # an empty row is kept, not classified
     with pytest.raises(DataError, match="empty"):
         trained.predict("  ", BEST)
+
+
+def test_live_box_predictions_from_concurrent_sessions_share_forward_passes(trained: Dashboard,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Gradio runs up to 4 Predict events at once; they join the REST endpoint's shared batches."""
+    import threading
+
+    predictor = trained.models.get(BEST)
+    batches: list[list[str]] = []
+    gate = threading.Event()
+    predict = predictor._coalescer._predict
+
+    def recording(texts: list[str]) -> list:
+        batches.append(list(texts))
+        gate.wait(5)  # the first batch holds the worker while the other calls queue behind it
+        return predict(texts)
+
+    monkeypatch.setattr(predictor._coalescer, "_predict", recording)
+    texts = ["Is it waterproof?", "Broke in a day", "Love it", "Where is my refund"]
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(trained.predict, texts[0], BEST)
+        deadline = time.monotonic() + 5
+        while not batches and time.monotonic() < deadline:
+            time.sleep(0.001)
+        rest = [pool.submit(trained.predict, t, BEST) for t in texts[1:]]
+        while predictor._coalescer._queue.qsize() < 3 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        gate.set()
+        answers = [first.result(10)] + [f.result(10) for f in rest]
+    assert batches[0] == texts[:1] and sorted(batches[1]) == sorted(texts[1:]) and len(batches) == 2
+    assert [a[1].split(" · ")[0] for a in answers] == [trained.predict(t, BEST)[1].split(" · ")[0] for t in texts]
 
 
 def test_the_app_compiles_the_live_boxs_model_but_not_the_attention_views(trained: Dashboard,

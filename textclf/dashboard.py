@@ -397,7 +397,7 @@ class Dashboard:
     def predict(self, text: str, model: str | None) -> tuple[dict[str, float], str]:
         predictor = self.models.get(model)
         start = time.perf_counter()
-        [pred] = predictor.predict(text)
+        pred = predictor.predict_one(text)  # concurrent requests share one forward pass
         ms = 1000 * (time.perf_counter() - start)
         labels = ", ".join(pred.labels) or "(none above the threshold)"
         return pred.probabilities, f"{labels} · {ms:.1f} ms"

@@ -44,7 +44,10 @@ def test_kill_9_mid_trial_then_rerun_resumes_and_retries(tiny_models: dict, tmp_
             except Exception:  # the study is not created yet
                 continue
             states = [t.state.name for t in trials]
-            if states.count("COMPLETE") >= 2 and states[-1] == "RUNNING":
+            # Killed mid-training: the running trial has drawn all its parameters (a kill between two of its
+            # suggestions leaves the retry to draw the rest anew, and its parameters would rightly differ).
+            if (states.count("COMPLETE") >= 2 and states[-1] == "RUNNING"
+                    and trials[-1].params.keys() == trials[0].params.keys()):
                 break
     finally:
         os.killpg(proc.pid, signal.SIGKILL)

@@ -186,17 +186,16 @@ def _work(job: WorkerJob) -> None:
 
 def _run_share(job: WorkerJob, log: Any, interrupted: Any) -> None:
     import optuna
-    import torch
 
     from textclf.study import _Runner, attach_search, load_study_data, open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for backbone in job.registry:
         register_backbone(backbone, overwrite=True)
-    torch.set_num_threads(max(1, job.cores // max(1, job.active.value)))
     study = optuna.load_study(study_name=job.cfg.study, storage=open_storage(job.storage_url))
     attach_search(study, job.cfg, len(job.backbones), job.chance, salt=os.getpid())
     runner = _Runner(job.cfg, load_study_data(job.cfg), job.backbones, job.metric, Path(job.models_dir),
                      progress=False, log=log, deadline=job.deadline, interrupted=interrupted)
     runner.share, runner.worker = (job.cores, job.active), job.index
+    runner.share_threads()  # before the first model is loaded and copied, not only once its training starts
     runner.run_trials(study, job.trials, lambda: _bump(job.done))

@@ -585,7 +585,7 @@ def attach_search(study: Any, cfg: StudyConfig, n_backbones: int, chance: float 
     random start-up configurations (and constant liar keeps them off each other's running trials)."""
     import optuna
 
-    study.pruner = make_pruner(cfg.pruner or "median", n_startup_trials=n_backbones, chance=chance)
+    study.pruner = make_pruner(cfg.pruner, n_startup_trials=n_backbones, chance=chance)  # cfg as _fill_defaults left it
     study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + len(study.get_trials(deepcopy=False)) + salt,
                                                constant_liar=True)
 

@@ -63,6 +63,16 @@ def test_run_show_export_predict_json_contract(tiny_models: dict, studies: Path,
         (["show", "--study", "missing"], "no study named 'missing'"),
         (["export", "--study", "missing", "--out", "x"], "no study named 'missing'"),
         (["predict", "--model", "/no/such/model", "hello"], "does not exist"),
+        (["run", "--study", "a", "--data", "demo", "--max-length", "0"], "max_length must be at least 4"),
+        (["run", "--study", "a", "--data", "demo", "--max-length", "-1"], "max_length must be at least 4"),
+        (["run", "--study", "a", "--data", "demo", "--storage", "sqlite://"], "in-memory SQLite"),
+        (["run", "--study", "a", "--data", "demo", "--storage", "sqlite:///:memory:"], "in-memory SQLite"),
+        (["run", "--study", "a", "--data", "demo", "--batch-sizes", ""], "batch_sizes must be positive integers"),
+        (["run", "--study", "a", "--data", "demo", "--jobs", "0"], "jobs must be between 1 and 64"),
+        (["run", "--study", "a", "--data", "demo", "--timeout", "nan"], "positive, finite number of seconds"),
+        (["run", "--study", "a", "--data", "demo", "--timeout", "inf"], "positive, finite number of seconds"),
+        (["run", "--study", "a", "--data", "demo", "--lr-range", "10", "100"], "within (0, 1]"),
+        (["run", "--study", "a" * 101, "--data", "demo"], "101 characters long"),
     ],
 )
 def test_bad_input_exits_nonzero_with_one_line(args: list[str], message: str, studies: Path,
@@ -93,6 +103,9 @@ def test_study_preset_file_supplies_settings_and_flags_override(tiny_models: dic
     (studies / "bad.toml").write_text('data = "demo"\nlearning_rate = 3\n')
     assert main(["run", "--study", "bad"]) == 2
     assert "unknown keys ['learning_rate']" in capsys.readouterr().err
+    (studies / "half.toml").write_text('data = "demo"\ntrials = 2.5\n')  # never silently 2
+    assert main(["run", "--study", "half"]) == 2
+    assert "trials must be a whole number, got 2.5" in capsys.readouterr().err
 
 
 def test_no_progressive_pruning_flag_reaches_the_study(studies: Path, monkeypatch: pytest.MonkeyPatch,

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from textclf.errors import TextclfError
+from textclf.errors import INTERRUPTED, TextclfError
 from textclf.metrics import THRESHOLD_MODES
 from textclf.train import CLASS_WEIGHTS
 
@@ -84,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--study", required=True)
     export.add_argument("--storage", default=None)
     export.add_argument("--backbone", default=None, help="default: the study's best backbone")
-    export.add_argument("--out", required=True)
+    export.add_argument("--out", required=True, help="a new folder (or an empty one)")
+    export.add_argument("--force", action="store_true",
+                        help="replace a model folder textclf exported there before (never a folder of other files)")
 
     predict = sub.add_parser("predict", help="classify texts with an exported model")
     predict.add_argument("--model", required=True)
@@ -136,7 +138,7 @@ def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
         opts["backbones"] = _csv_list(opts["backbones"])
     space_kwargs: dict[str, Any] = {}
     for opt, field in (("lr_range", "lr"), ("ratio_range", "head_lr_ratio"), ("batch_sizes", "batch_sizes")):
-        if opts.get(opt):
+        if opts.get(opt) is not None:  # an empty list is the user's, and SearchSpace refuses it
             space_kwargs[field] = tuple(opts[opt])
     cfg = StudyConfig(study=args.study, data=opts["data"], backbones=opts.get("backbones"), trials=opts["trials"],
                       timeout=opts.get("timeout"), storage=opts.get("storage"),
@@ -147,7 +149,7 @@ def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
                       text_column=opts.get("text_column"), label_column=opts.get("label_column"), task=opts.get("task"),
                       dropout=opts.get("dropout"), early_stopping_patience=opts.get("early_stopping_patience"),
                       seeds=opts.get("seeds") or 0, threshold_mode=opts.get("threshold_mode"),
-                      class_weight=opts.get("class_weight"), jobs=opts.get("jobs") or 1)
+                      class_weight=opts.get("class_weight"), jobs=opts.get("jobs", 1))
     progress = not args.json and sys.stderr.isatty()
     if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread only
         return run_study(cfg, progress=progress)
@@ -178,10 +180,10 @@ class _Interrupt:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    import datasets
-
-    datasets.disable_progress_bars()  # our own progress lines go to stderr; datasets' bars are noise here
     try:
+        import datasets
+
+        datasets.disable_progress_bars()  # our own progress lines go to stderr; datasets' bars are noise here
         if args.command == "run":
             summary = _cmd_run(args)
             _print_summary(summary) if not args.json else None
@@ -196,7 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from textclf.export import copy_model
             from textclf.study import best_model_dir, load_study
 
-            out = copy_model(best_model_dir(load_study(args.study, args.storage), args.backbone), args.out)
+            out = copy_model(best_model_dir(load_study(args.study, args.storage), args.backbone), args.out,
+                             force=args.force)
             print(f"exported to {out}")
         elif args.command == "predict":
             from textclf.predict import Predictor
@@ -212,7 +215,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted: finished trials are saved in the storage; rerun the same command to resume",
-              file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return 130
     return 0

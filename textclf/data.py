@@ -30,6 +30,10 @@ TEXT_COLUMN_CANDIDATES = ("text", "sentence", "sms", "content", "review", "docum
 LABEL_COLUMN_CANDIDATES = ("label", "labels", "label_text", "category", "class", "target", "intent", "coarse_label",
                            "emotion", "sentiment", "tags", "y")
 LABEL_DELIMITERS = ("|", ";")
+HUB_PREFIX = "hub:"  # "hub:owner/name" is always a hub dataset id, never a local path (what the app passes on)
+MAX_LABEL_CHARS = 200  # a longer "label" is nearly always a text column picked as the label column
+MAX_PARQUET_EXPANSION = 50  # a parquet file may unpack to this many times its size (a 5 MB upload: 250 MB)
+PARQUET_ALLOWANCE = 64 << 20  # ...and to this much whatever its size
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,7 @@ def _check_readable(path: Path) -> None:
     if path.stat().st_size == 0:
         raise DataError(f"{path} is empty: expected a header row and at least one labelled row; fill it or pick another file")
     if path.suffix.lower() == ".parquet":
+        _check_parquet(path)
         return
     head = path.read_bytes()[: 1 << 20]
     if b"\x00" in head:
@@ -136,6 +141,49 @@ def _check_readable(path: Path) -> None:
         raise DataError(f"{path} has a header but no rows: expected at least one labelled row under the header")
 
 
+def _check_parquet(path: Path) -> None:
+    """Refuse a parquet file that would unpack to far more than its size (a few MB of repeated values can expand to
+    gigabytes in memory) before anything reads its columns; only its footer is read here."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(path).metadata
+    except Exception as exc:  # pyarrow raises several types for files that are not parquet
+        raise DataError(f"could not read {path.name} as parquet: {str(exc).splitlines()[0] if str(exc) else exc}; "
+                        "check the file's format") from None
+    unpacked = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    allowed = max(MAX_PARQUET_EXPANSION * path.stat().st_size, PARQUET_ALLOWANCE)
+    if unpacked > allowed:
+        raise DataError(f"{path.name} unpacks to {unpacked / 1e6:,.0f} MB of data, more than "
+                        f"{MAX_PARQUET_EXPANSION}x its size; expected a plain table of texts and labels: "
+                        "save a smaller or less repetitive file")
+
+
+def _columns_object(path: Path) -> dict[str, list[Any]] | None:
+    """A .json file holding one object of columns ({"text": [...], "label": [...]}): its columns; else None.
+    datasets would read such a file as a single row."""
+    import json
+
+    if path.suffix.lower() != ".json":
+        return None
+    with open(path, encoding="utf-8-sig") as fh:
+        first = fh.read(1 << 16).lstrip()[:1]
+        if first != "{":
+            return None
+        fh.seek(0)
+        try:
+            obj = json.load(fh)
+        except ValueError:
+            return None  # JSON Lines, or broken: datasets says which
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, list) for v in obj.values()):
+        return None
+    lengths = {k: len(v) for k, v in obj.items()}
+    if len(set(lengths.values())) > 1:
+        raise DataError(f"{path.name} holds one object of columns of different lengths ({lengths}); "
+                        "give every column one value per row")
+    return obj
+
+
 def _read_file(path: Path) -> Any:
     """Read one local file into a ``datasets.Dataset``."""
     import datasets
@@ -145,6 +193,9 @@ def _read_file(path: Path) -> Any:
         raise DataError(f"{path}: unsupported format {suffix or '(no extension)'!r}; expected one of "
                         f"{', '.join(SUPPORTED_SUFFIXES)}; convert the file or rename it with the right extension")
     _check_readable(path)
+    columns = _columns_object(path)
+    if columns is not None:
+        return datasets.Dataset.from_dict(columns)
     builder = SUPPORTED_SUFFIXES[suffix]
     kwargs: dict[str, Any] = {}
     if builder == "csv":
@@ -184,12 +235,19 @@ def _read_local(path: Path) -> dict[str, Any]:
     return {"train": _read_file(path)}
 
 
-def _read_hub(hub_id: str, config: str | None) -> dict[str, Any]:
+def _read_hub(hub_id: str, config: str | None, local_hint: bool = True) -> dict[str, Any]:
     import datasets
 
     if hub_offline():
+        if not local_hint:
+            raise DataError(f"dataset {hub_id!r} would come from the Hugging Face Hub, which is off here "
+                            f"(HF_HUB_OFFLINE=1); pick a preset ({', '.join([*SAMPLES, *PRESETS])}) or upload a file")
         raise DataError(f"{hub_id!r} is not a local file or folder, nor a preset ({', '.join([*SAMPLES, *PRESETS])}), "
                         "and the Hugging Face Hub is off (HF_HUB_OFFLINE=1); pass an existing path or a preset")
+    if not local_hint and (Path(hub_id).exists() or Path(f"{hub_id}.py").exists()):
+        # datasets.load_dataset reads an id that names a local path as that path: a hub id must never do that.
+        raise DataError(f"{hub_id!r} is refused as a dataset id here: it also names a path on this server; "
+                        "give the dataset's full hub id, owner/name")
     try:
         dd = datasets.load_dataset(hub_id, config)
     except Exception as exc:
@@ -201,6 +259,11 @@ def _read_hub(hub_id: str, config: str | None) -> dict[str, Any]:
 
 def _resolve_source(source: str, text_column: str | None, label_column: str | None, task: Task | None
                     ) -> tuple[dict[str, Any], str | None, str | None, Task | None]:
+    if source.startswith(HUB_PREFIX):
+        hub_id = source.removeprefix(HUB_PREFIX).strip()
+        if not hub_id or hub_id.startswith((".", "/", "~")) or ".." in hub_id or hub_id.count("/") > 1:
+            raise DataError(f"{hub_id[:100]!r} is not a Hugging Face dataset id: expected 'name' or 'owner/name'")
+        return _read_hub(hub_id, None, local_hint=False), text_column, label_column, task
     if source in SAMPLES:
         return _read_local(SAMPLES[source]), text_column, label_column, task
     if source in PRESETS:
@@ -366,6 +429,7 @@ def load_data(
         raise DataError(f"validation_fraction must be between 0 and 1, got {validation_fraction}")
     if max_train_samples is not None and max_train_samples < 2:
         raise DataError(f"max_train_samples must be at least 2, got {max_train_samples}")
+    task_given = task
     splits, text_column, label_column, task = _resolve_source(source, text_column, label_column, task)
     if "train" not in splits:
         raise DataError(f"{source!r} has no train split (found {sorted(splits)}); provide a train split")
@@ -387,6 +451,10 @@ def load_data(
         delimiter = "|"  # multi-label forced on plain strings: accept "a|b"
 
     notes: list[str] = []
+    if delimiter is not None and task_given is None:
+        notes.append(f"labels: some labels in column {label_col!r} contain {delimiter!r}, so the data was read as "
+                     f"multi-label, each label split on {delimiter!r}; if {delimiter!r} is part of your label names, "
+                     "set the task to single_label (--task single_label)")
     rows = {name: _rows(ds, text_col, label_col, delimiter, name, notes, class_names)
             for name, ds in splits.items() if name in SPLIT_ALIASES}
     for name, ds in splits.items():
@@ -405,6 +473,11 @@ def load_data(
         raise DataError(f"{source!r}: no row has a label in column {label_col!r}; add labels")
     index = {v: i for i, v in enumerate(label_values)}
     label_names = [str(v) for v in label_values]
+    longest = max(label_names, key=len)
+    if len(longest) > MAX_LABEL_CHARS:
+        raise DataError(f"{source!r}: a label in column {label_col!r} has {len(longest):,} characters, at most "
+                        f"{MAX_LABEL_CHARS} are allowed; is {label_col!r} really the label column? "
+                        "name the right one (--label-column)")
     if len(set(label_names)) != len(label_names):
         raise DataError(f"{source!r}: labels {label_values} collide once written as text; use distinct label names")
     empty_multi = sum(1 for labs in rows["train"].labels if not labs)

@@ -6,6 +6,8 @@ the UI can show it as is instead of a traceback.
 
 from __future__ import annotations
 
+INTERRUPTED = "interrupted: finished trials are saved in the storage; rerun the same command to resume"
+
 
 class TextclfError(ValueError):
     """Base class of all user-facing textclf errors (bad data, bad config, unavailable backbone...)."""

@@ -1,6 +1,8 @@
 """Writing models as standard ``save_pretrained`` folders with label maps, thresholds and a model card.
 
 Folders are written under a temporary name and renamed into place, so a reader never sees a half-written model.
+Nothing is replaced that is not a model folder textclf wrote: its ``textclf.json`` lists the files it wrote, and a
+folder holding anything else (or no such list) is left alone.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ from typing import Any
 from textclf.errors import TextclfError
 
 META_FILE = "textclf.json"
+FILES_KEY = "files"  # in textclf.json: every file textclf wrote into the folder
+# What save_pretrained and the tokenizers write: model folders kept before textclf.json listed its files.
+WRITTEN_NAMES = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                 "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "added_tokens.json",
+                 "generation_config.json", "chat_template.jinja", "README.md"}
 
 
 @dataclass
@@ -81,24 +88,67 @@ def _model_card(info: ModelInfo) -> str:
     return "\n".join(lines)
 
 
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Move ``tmp`` to ``out``; an existing ``out`` is moved aside first and removed after."""
+def is_model_folder(folder: str | Path) -> bool:
+    """True for a folder textclf wrote: its textclf.json lists every file in it, and nothing else is there."""
+    folder = Path(folder)
+    try:
+        written = json.loads((folder / META_FILE).read_text(encoding="utf-8")).get(FILES_KEY)
+        present = {p.name for p in folder.iterdir()}
+    except (OSError, ValueError, AttributeError):
+        return False
+    if written is None:
+        written = sorted(WRITTEN_NAMES)
+    return isinstance(written, list) and present <= {*written, META_FILE} and all(
+        (folder / name).is_file() and not (folder / name).is_symlink() for name in present)
+
+
+def check_replaceable(out: Path, force: bool) -> None:
+    """Refuse (TextclfError) to put a model at ``out`` unless nothing is there, an empty folder is, or (with
+    ``force``) a model folder textclf wrote is."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if out.is_symlink() or not out.is_dir():
+        raise TextclfError(f"{out} exists and is not a folder; choose a new path for the model")
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return
+    if not is_model_folder(out):
+        shown = ", ".join(entries[:5]) + (", …" if len(entries) > 5 else "")
+        raise TextclfError(f"{out} already holds files that textclf did not write ({shown}); textclf never replaces "
+                           "them: choose a new path for the model")
+    if not force:
+        raise TextclfError(f"{out} already holds a textclf model; choose a new path, or pass --force to replace it")
+
+
+def _replace_dir(tmp: Path, out: Path, force: bool) -> None:
+    """Move ``tmp`` to ``out``; an existing model folder at ``out`` is moved aside first and removed after."""
+    check_replaceable(out, force)
     old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
     with contextlib.suppress(FileNotFoundError):  # nothing there yet (or another writer just moved it aside)
         os.replace(out, old)
     os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
+    if old.exists() and (is_model_folder(old) or not any(old.iterdir())):
+        shutil.rmtree(old)
 
 
-def save_model(model: Any, tokenizer: Any, out: str | Path, info: ModelInfo) -> Path:
-    """Write a ``save_pretrained`` folder (model, tokenizer, labels, thresholds, model card) atomically."""
+def _finish(folder: Path) -> None:
+    """List the files written in textclf.json, and give them the folder's own permissions: some writers (safetensors
+    through a temporary file) leave 0600, which a model exported to share must not keep."""
+    meta = folder / META_FILE
+    raw = json.loads(meta.read_text(encoding="utf-8"))
+    raw[FILES_KEY] = sorted(p.name for p in folder.iterdir() if p.name != META_FILE)
+    meta.write_text(json.dumps(raw, indent=2, default=str), encoding="utf-8")
+    mode = folder.stat().st_mode & 0o777 & 0o666  # the umask's file mode, read off the folder made just now
+    for path in folder.iterdir():
+        path.chmod(mode)
+
+
+def save_model(model: Any, tokenizer: Any, out: str | Path, info: ModelInfo, force: bool = True) -> Path:
+    """Write a ``save_pretrained`` folder (model, tokenizer, labels, thresholds, model card) atomically. An older
+    model folder at ``out`` is replaced when ``force``; anything else there is never touched (TextclfError)."""
     out = Path(out).expanduser().resolve()
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-        tmp.mkdir()
-    except OSError as exc:
-        raise TextclfError(f"cannot write the model to {out}: {exc.strerror or exc}; choose a writable folder") from exc
+    check_replaceable(out, force)
+    tmp = _new_tmp(out)
     try:
         model.config.id2label = dict(enumerate(info.label_names))
         model.config.label2id = {n: i for i, n in enumerate(info.label_names)}
@@ -109,7 +159,8 @@ def save_model(model: Any, tokenizer: Any, out: str | Path, info: ModelInfo) -> 
         _record_padding_side(tmp, tokenizer.padding_side)
         (tmp / META_FILE).write_text(json.dumps(asdict(info), indent=2, default=str), encoding="utf-8")
         (tmp / "README.md").write_text(_model_card(info), encoding="utf-8")
-        _replace_dir(tmp, out)
+        _finish(tmp)
+        _replace_dir(tmp, out, force)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -125,15 +176,35 @@ def _record_padding_side(folder: Path, side: str) -> None:
     path.write_text(json.dumps(config, indent=2), encoding="utf-8")
 
 
-def copy_model(src: str | Path, out: str | Path) -> Path:
-    """Copy a saved model folder to ``out`` atomically (used by ``export``)."""
+def copy_model(src: str | Path, out: str | Path, force: bool = False) -> Path:
+    """Copy a saved model folder to ``out`` atomically (used by ``export``). ``out`` must not exist, be an empty
+    folder, or (with ``force``) be a model folder textclf wrote."""
     src, out = Path(src), Path(out).expanduser().resolve()
     ModelInfo.load(src)
+    if out == src.resolve() or src.resolve().is_relative_to(out):
+        raise TextclfError(f"{out} is where the model is kept, or a folder above it; choose another path")
+    check_replaceable(out, force)
+    tmp = _new_tmp(out)
+    try:
+        for path in src.iterdir():  # the model's own files only: a kept folder holds nothing else
+            if path.is_file() and not path.name.startswith("."):
+                shutil.copy2(path, tmp / path.name)
+        _finish(tmp)
+        _replace_dir(tmp, out, force)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise TextclfError(f"cannot write the model to {out}: {exc.strerror or exc}; choose a writable folder") from exc
+        raise
+    return out
+
+
+def _new_tmp(out: Path) -> Path:
+    """An empty folder beside ``out`` to write into, renamed into place when complete."""
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-        shutil.copytree(src, tmp)
+        tmp.mkdir()
     except OSError as exc:
         raise TextclfError(f"cannot write the model to {out}: {exc.strerror or exc}; choose a writable folder") from exc
-    _replace_dir(tmp, out)
-    return out
+    return tmp

@@ -172,6 +172,7 @@ class Predictor:
         so a batch pads to its own longest text rather than to the longest of a random mix."""
         if not texts:
             return np.zeros((0, len(self.info.label_names)), dtype=np.float32)
+        texts = [self._head(t) for t in texts]
         if len(texts) <= batch_size:  # the live box's path: one tokenizer call, nothing to sort
             return self._proba(self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
                                               return_tensors="pt"))
@@ -183,6 +184,20 @@ class Predictor:
             batch = self.tokenizer.pad({k: [v[i] for i in idx] for k, v in enc.items()}, return_tensors="pt")
             out[idx] = self._proba(batch)
         return out
+
+    def _head(self, text: str) -> str:
+        """The start of ``text`` that holds every token the model reads, cut before tokenising: a 5 MB text took
+        seconds to tokenise in full for 512 tokens kept. The cut falls on white space, where every tokenizer here
+        splits, and is kept only once it yields at least ``max_length`` tokens, so truncation gives the same ids."""
+        cut = self.max_length * 16
+        while len(text) > cut:
+            end = max(text.rfind(" ", 0, cut), text.rfind("\n", 0, cut))
+            if end <= 0:
+                return text  # no white space to cut at: tokenise it whole
+            if len(self.tokenizer(text[:end], add_special_tokens=False)["input_ids"]) >= self.max_length:
+                return text[:end]
+            cut *= 4
+        return text
 
     def _proba(self, batch: Any) -> np.ndarray:
         import torch

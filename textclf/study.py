@@ -7,6 +7,7 @@ compares them all; then seeded TPE explores and a pruner stops hopeless trials f
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import math
@@ -23,12 +24,14 @@ from typing import Any
 from textclf.backbones import check_available, head_prefixes, load_model, load_tokenizer, resolve_backbone
 from textclf.data import TextData, load_data
 from textclf.errors import ConfigError, TextclfError
-from textclf.export import ModelInfo, save_model
+from textclf.export import META_FILE, ModelInfo, save_model
 from textclf.metrics import METRICS, THRESHOLD_MODES, default_metric, detailed_report
 from textclf.train import CLASS_WEIGHTS, Encoded, TrainConfig, encode, train
 
 PRUNERS = ("median", "sha", "hyperband", "none")
-STUDY_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
+STUDY_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+MAX_STUDY_NAME = 100
+MIN_MAX_LENGTH = 4  # tokens per text, special tokens included: room for at least a word or two
 ATTR = "textclf"  # the study user attribute that records how the study was set up
 
 
@@ -52,6 +55,9 @@ class SearchSpace:
         for name in ("lr", "head_lr_ratio"):
             if getattr(self, name)[0] <= 0:
                 raise ConfigError(f"{name} range must be positive (it is searched on a log scale), got {getattr(self, name)}")
+        if self.lr[1] > 1:
+            raise ConfigError(f"lr range must lie within (0, 1], got {self.lr}: fine-tuning learning rates are "
+                              "around 1e-5 to 3e-4; did you mean those?")
         if self.epochs[0] < 1:
             raise ConfigError(f"epochs range must start at 1 or more, got {self.epochs}")
         if not self.batch_sizes or any(int(b) < 1 for b in self.batch_sizes):
@@ -96,10 +102,19 @@ class StudyConfig:
 
     def __post_init__(self) -> None:
         check_study_name(self.study)
+        for name in ("trials", "max_length", "seed", "jobs", "seeds", "epochs", "max_train_samples", "evals_per_epoch",
+                     "pruning_eval_rows", "early_stopping_patience"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ConfigError(f"{name} must be a whole number, got {value!r}")
         if self.trials < 1:
             raise ConfigError(f"trials must be at least 1, got {self.trials}")
-        if self.timeout is not None and self.timeout <= 0:
-            raise ConfigError(f"timeout must be a positive number of seconds, got {self.timeout}")
+        if self.timeout is not None and (isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float))
+                                         or not math.isfinite(self.timeout) or self.timeout <= 0):
+            raise ConfigError(f"timeout must be a positive, finite number of seconds, got {self.timeout!r}")
+        if self.max_length < MIN_MAX_LENGTH:
+            raise ConfigError(f"max_length must be at least {MIN_MAX_LENGTH} tokens (special tokens included), "
+                              f"got {self.max_length}")
         if self.epochs is not None and self.epochs < 1:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
         if self.metric is not None and self.metric not in METRICS:
@@ -133,6 +148,9 @@ class StudyConfig:
 
 
 def check_study_name(name: str) -> str:
+    if isinstance(name, str) and len(name) > MAX_STUDY_NAME:
+        raise ConfigError(f"study name is {len(name)} characters long, at most {MAX_STUDY_NAME} are allowed; "
+                          "choose a shorter name")
     if not isinstance(name, str) or not STUDY_NAME_RE.fullmatch(name) or ".." in name:
         raise ConfigError(f"study name {name!r} is not allowed: use letters, digits, '_', '-' and '.', "
                           "starting with a letter or digit (no paths)")
@@ -178,6 +196,9 @@ def resolve_storage(url: str | None = None) -> str:
     if not re.fullmatch(r"[a-z][a-z0-9+]*://.*", url):
         raise ConfigError(f"storage {redact(url)!r} is not a database URL: expected e.g. sqlite:///studies/textclf.db "
                           "or postgresql://user:password@host/db")
+    if url.startswith("sqlite") and re.fullmatch(r"sqlite(\+\w+)?:///?(:memory:)?(\?.*)?", url):
+        raise ConfigError(f"storage {url!r} is an in-memory SQLite database: a study there would vanish with the "
+                          "process, and its heartbeat thread cannot see it; name a file, e.g. sqlite:///studies/textclf.db")
     return url
 
 
@@ -358,6 +379,7 @@ class _Runner:
         self.deadline = deadline  # time.monotonic() at which the search's time budget ends
         self.interrupted = interrupted
         self._encoded: dict[str, tuple[Any, Encoded, Encoded]] = {}
+        self._max_len: dict[str, int] = {}
         self._pristine: dict[str, Any] = {}
         # Trials run side by side (cfg.jobs > 1): (the CPU's threads, a shared count of workers still running).
         self.share: tuple[int, Any] | None = None
@@ -380,6 +402,10 @@ class _Runner:
     def run_trials(self, study: Any, n_trials: int, next_done: Callable[[], int]) -> None:
         """Run ``n_trials`` trials of ``study`` here, within the time budget, one log line each (numbered by
         ``next_done``)."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.log("the time budget ran out before a trial could start (setup used it up): no trial run; "
+                     "give a longer time budget")
+            return
         study.optimize(self.objective, n_trials=n_trials, timeout=time_left(self.deadline), catch=(Exception,),
                        callbacks=[trial_reporter(self.cfg.trials, self.metric, self.log, self.interrupted, next_done)],
                        show_progress_bar=False, gc_after_trial=True)
@@ -390,10 +416,21 @@ class _Runner:
         if key not in self._encoded:
             spec = resolve_backbone(backbone)
             tok = load_tokenizer(spec)
-            max_len = min(self.cfg.max_length, spec.max_length if spec.family != "auto" else self.cfg.max_length)
+            max_len = self.max_length(key, tok)
             self._encoded[key] = (tok, encode(tok, self.data.train.texts, self.data.train.labels, max_len),
                                   encode(tok, self.data.validation.texts, self.data.validation.labels, max_len))
         return self._encoded[key]
+
+    def max_length(self, key: str, tok: Any) -> int:
+        """The configured tokens per text, cut to what the tokenizer's model takes (its position embeddings end
+        there: longer inputs fail inside the model), saying so once per tokenizer."""
+        if key not in self._max_len:
+            limit = getattr(tok, "model_max_length", None)
+            limit = int(limit) if isinstance(limit, (int, float)) and 0 < limit < 1_000_000 else None
+            self._max_len[key] = min(self.cfg.max_length, limit) if limit else self.cfg.max_length
+            if self._max_len[key] < self.cfg.max_length:
+                self.log(f"max_length {self.cfg.max_length} is more than {key} takes: texts are cut at {limit} tokens")
+        return self._max_len[key]
 
     def fresh_model(self, backbone: str, pad_token_id: int | None, seed: int) -> Any:
         """A new model for a trial: a copy of one loaded (and seeded) once per run. Every trial would load the same
@@ -411,6 +448,21 @@ class _Runner:
         return copy.deepcopy(self._pristine[backbone])
 
     def objective(self, trial: Any) -> float:
+        """One trial. Whatever makes it fail, before, inside or after training, is recorded as its fail_reason."""
+        import optuna
+
+        try:
+            return self._objective(trial)
+        except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:
+            _record_failure(trial, "interrupted (Stop or Ctrl-C)")
+            raise
+        except Exception as exc:
+            _record_failure(trial, f"{type(exc).__name__}: {exc}")
+            raise
+
+    def _objective(self, trial: Any) -> float:
         import optuna
 
         params = suggest(trial, self.backbones, self.cfg.space, self.cfg.epochs)
@@ -424,7 +476,8 @@ class _Runner:
         cfg = TrainConfig(lr=params["lr"], head_lr_ratio=params["head_lr_ratio"], batch_size=params["batch_size"],
                           epochs=params["epochs"], weight_decay=params["weight_decay"],
                           warmup_fraction=params["warmup_fraction"], layer_decay=self.cfg.layer_decay,
-                          max_length=self.cfg.max_length, evals_per_epoch=evals_per_epoch(self.cfg, params["epochs"]),
+                          max_length=self.max_length(params["backbone"].removeprefix("scratch:"), tok),
+                          evals_per_epoch=evals_per_epoch(self.cfg, params["epochs"]),
                           pruning_eval_rows=self.cfg.pruning_eval_rows, progressive_pruning=self.cfg.progressive_pruning,
                           seed=seed, precision=self.cfg.precision, metric=self.metric,
                           early_stopping_patience=self.cfg.early_stopping_patience,
@@ -512,6 +565,24 @@ class _Runner:
             self.log(f"trial {trial.number}: model not kept: {exc}")
             return
         trial.set_user_attr("model_dir", str(out))
+
+
+def _record_failure(trial: Any, reason: str) -> None:
+    """Keep the first reason recorded for a failed trial (the training loop records its own, with the curve)."""
+    with contextlib.suppress(Exception):  # the storage itself may be what failed: the trial still ends as failed
+        if "fail_reason" not in trial.user_attrs:
+            trial.set_user_attr("fail_reason", reason[:500])
+
+
+def fail_reason(trial: Any, trials: list[Any]) -> str | None:
+    """Why a failed trial failed: its recorded reason, or, for one whose worker died (no reason could be written;
+    Optuna failed it for its stale heartbeat and may have queued a retry), that."""
+    if trial.state.name != "FAIL":
+        return trial.user_attrs.get("fail_reason")
+    if trial.user_attrs.get("fail_reason"):
+        return trial.user_attrs["fail_reason"]
+    retry = next((t.number for t in trials if trial.number in (t.system_attrs.get("retry_history") or [])), None)
+    return "its process stopped answering (no heartbeat)" + (f"; retried as trial {retry}" if retry is not None else "")
 
 
 def _stored_attrs(storage: Any, name: str, wait_s: float = 0.0) -> dict[str, Any]:
@@ -628,7 +699,8 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     # The time budget counts from here (setup included) and also stops a trial still running when it ends.
     deadline = time.monotonic() + cfg.timeout if cfg.timeout else None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own one-line-per-trial log replaces Optuna's
+    # Our own one-line-per-trial log replaces Optuna's, which adds a traceback to every failed or interrupted trial.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage_url = resolve_storage(cfg.storage)
     if cfg.jobs > 1:
         from textclf.workers import check_shareable
@@ -825,7 +897,7 @@ def summarize(study: Any, storage_url: str | None = None) -> dict[str, Any]:
         "trials": [{"number": t.number, "state": t.state.name, "value": t.value, "backbone": t.params.get("backbone"),
                     "params": dict(t.params), "train_time_s": t.user_attrs.get("train_time_s"),
                     "latency_ms": t.user_attrs.get("latency_ms"), "n_params": t.user_attrs.get("n_params"),
-                    "fail_reason": t.user_attrs.get("fail_reason"), "stopped": t.user_attrs.get("stopped"),
+                    "fail_reason": fail_reason(t, trials), "stopped": t.user_attrs.get("stopped"),
                     "seed_of": t.user_attrs.get("seed_of")}
                    for t in trials],
     }
@@ -842,7 +914,7 @@ def best_model_dir(study: Any, backbone: str | None = None) -> Path:
                            f"it has {', '.join(summary['per_backbone'])}")
     attrs = study.user_attrs.get(ATTR, {})
     folder = Path(attrs.get("models_dir", studies_dir() / "models" / study.study_name)) / _safe_dirname(backbone)
-    if not folder.is_dir():
+    if not (folder / META_FILE).is_file():
         raise TextclfError(f"the best {backbone!r} model of study {study.study_name!r} is not at {folder} "
                            "(models are kept on the machine that trained them); run export there")
     return folder

@@ -189,7 +189,7 @@ def _run_share(job: WorkerJob, log: Any, interrupted: Any) -> None:
 
     from textclf.study import _Runner, attach_search, load_study_data, open_storage
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # as run_study: our own lines, no per-trial tracebacks
     for backbone in job.registry:
         register_backbone(backbone, overwrite=True)
     study = optuna.load_study(study_name=job.cfg.study, storage=open_storage(job.storage_url))

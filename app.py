@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import argparse
 import functools
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
 
-from textclf.dashboard import ALL_BACKBONES, BEST, DATA_CHOICES, Dashboard, DashboardConfig
+from textclf.dashboard import BEST, DATA_CHOICES, Dashboard, DashboardConfig
 from textclf.errors import TextclfError
+from textclf.gradio_guard import GradioGuard
 from textclf.gradio_import import without_stub_regeneration
+from textclf.gradio_uploads import refuse_files_not_uploaded
 from textclf.metrics import THRESHOLD_MODES
+from textclf.safety import MAX_REQUEST_BYTES, MAX_TEXT_CHARS, BodyLimit, check_text_length, md, toast, upload_dir
 from textclf.train import CLASS_WEIGHTS
 
 with without_stub_regeneration():  # gradio rewrites its own type stubs on import: ~2 s of start-up (see the module)
@@ -35,6 +39,7 @@ CSS = """
 .textclf-header h1 { margin-bottom: 0 }
 .textclf-attn { margin: 6px 0 10px }
 """
+logger = logging.getLogger("textclf.app")
 
 
 class PredictRequest(BaseModel):
@@ -44,17 +49,28 @@ class PredictRequest(BaseModel):
     model: str | None = None
 
 
-def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Bad input becomes a one-line message in the UI, never a traceback."""
+def guard(dash: Dashboard) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Callbacks wrapped so that bad input becomes one escaped line in the visitor's toast, without server paths,
+    and one line in the server log, never a traceback."""
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except TextclfError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
+    def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except TextclfError as exc:
+                message = dash.visible(str(exc))
+                logger.warning("textclf: refused (%s): %s", fn.__name__, message[:300])
+                raise gr.Error(toast(message), print_exception=False) from None
 
-    return wrapper
+        return wrapper
+
+    return guarded
+
+
+def _session(request: gr.Request | None) -> str | None:
+    """The visitor's browser session (a page load), which owns the studies it starts."""
+    return getattr(request, "session_hash", None)
 
 
 def build_demo(storage: str | None = None, studies_dir: str | None = None, public: bool | None = None,
@@ -64,7 +80,8 @@ def build_demo(storage: str | None = None, studies_dir: str | None = None, publi
     cfg = dash.cfg
     with gr.Blocks(title="textclf") as demo:
         caps = (f"\n\n*Public mode: at most {cfg.max_trials} trials, {cfg.max_train_samples} training rows, "
-                f"{cfg.max_upload_mb:g} MB uploads, one study at a time.*") if cfg.public else ""
+                f"{cfg.max_timeout_min:g} minutes and one study at a time, {cfg.max_upload_mb:g} MB uploads, "
+                f"{MAX_TEXT_CHARS:,} characters a text.*") if cfg.public else ""
         gr.Markdown("# textclf\nFine-tune and compare transformer text classifiers: pretrained vs scratch vs TF-IDF, "
                     "learning rates and the head/encoder learning-rate ratio." + caps, elem_classes="textclf-header")
         source = gr.State("demo")  # the data chosen in Data, which Study trains on
@@ -79,7 +96,7 @@ def build_demo(storage: str | None = None, studies_dir: str | None = None, publi
             return (dash.backbone_table(), _studies_update(dash), _model_choice(dash), _models_choice(dash))
 
         demo.load(initial, None, [backbone_tbl, existing, pred_model, attn_models], api_visibility="private")
-    demo.queue(default_concurrency_limit=4)
+    demo.queue(default_concurrency_limit=4, max_size=64 if cfg.public else None)
     return demo
 
 
@@ -89,11 +106,12 @@ def _studies_update(dash: Dashboard, selected: str | None = None) -> Any:
 
 
 def _model_choice(dash: Dashboard) -> Any:
-    return gr.Dropdown(choices=[BEST, *dash.models.available()], value=BEST)
+    # allow_custom_value: API clients that never loaded the page may name any trained model; the store checks it.
+    return gr.Dropdown(choices=[BEST, *dash.models.available()], value=BEST, allow_custom_value=True)
 
 
 def _models_choice(dash: Dashboard) -> Any:
-    return gr.Dropdown(choices=list(dash.models.available()), value=[])
+    return gr.Dropdown(choices=list(dash.models.available()), value=[], allow_custom_value=True)
 
 
 def _data_section(dash: Dashboard, source: gr.State) -> None:
@@ -102,12 +120,14 @@ def _data_section(dash: Dashboard, source: gr.State) -> None:
             preset = gr.Dropdown(DATA_CHOICES, value="demo", label="Preset")
             upload = gr.File(label="…or upload a file (.csv .tsv .json .jsonl .parquet)",
                              file_types=[".csv", ".tsv", ".json", ".jsonl", ".parquet"], type="filepath")
-            hub_id = gr.Textbox(label="…or a Hugging Face dataset id (online)", placeholder="owner/name")
+            hub_id = gr.Textbox(label="…or a Hugging Face dataset id (online)", placeholder="owner/name", max_length=200)
         load_btn = gr.Button("Load data", variant="primary")
         data_md = gr.Markdown()
         with gr.Row():
             preview = gr.Dataframe(headers=["text", "label(s)"], label="Preview (train)", max_height=360)
             dist = gr.Plot(label="Label distribution")
+
+    guarded = guard(dash)
 
     @guarded
     def load_data(p: str, up: str | None, hub: str) -> tuple[str, str, list, Any]:
@@ -124,7 +144,8 @@ def _study_section(dash: Dashboard, source: gr.State) -> tuple[gr.Dataframe, gr.
         backbone_tbl = gr.Dataframe(headers=["backbone", "model", "status"], label="Backbones", max_height=260)
         with gr.Row():
             study_name = gr.Textbox(value="my-study", label="Study name")
-            backbones = gr.CheckboxGroup(ALL_BACKBONES, value=["minilm", "scratch:minilm"], label="Backbones")
+            backbones = gr.CheckboxGroup(cfg.backbones, value=[b for b in ("minilm", "scratch:minilm") if b in cfg.backbones],
+                                         label="Backbones")
         with gr.Row():
             trials = gr.Slider(1, cfg.max_trials, value=min(6, cfg.max_trials), step=1, label="Trials to add")
             timeout = gr.Number(value=0, label="Time budget (minutes, 0 = none)")
@@ -152,46 +173,50 @@ def _study_section(dash: Dashboard, source: gr.State) -> tuple[gr.Dataframe, gr.
             resume_btn = gr.Button("Resume selected")
             stop_btn = gr.Button("Stop", variant="stop")
         with gr.Row():
-            existing = gr.Dropdown([], label="Open a study in the storage", allow_custom_value=False)
+            # Custom values: the choices are filled per session; the callbacks check the name against the storage.
+            existing = gr.Dropdown([], label="Open a study in the storage", allow_custom_value=True)
             refresh_btn = gr.Button("↻", scale=0, min_width=60)
         study_msg = gr.Markdown()
         status_md = gr.Markdown("No study selected.")
         trial_tbl = gr.Dataframe(headers=TRIAL_HEADERS, label="Trials (live)", max_height=420)
         ticker = gr.Timer(2.0)
 
+    guarded = guard(dash)
+
     @guarded
     def start(name: str, src: str, bbs: list[str], n: float, tmo: float | None, pr: str, lo: float, hi: float,
               rlo: float, rhi: float, bs: list[int], ep: float, k: float, thr: str, cw: str,
-              nj: float) -> tuple[str, Any]:
-        msg = dash.start_study(name.strip(), src, bbs, int(n), tmo, (float(lo), float(hi)), (float(rlo), float(rhi)),
-                               list(bs), None if not ep else int(ep), pr, seeds=int(k), threshold_mode=thr,
-                               class_weight=cw, jobs=int(nj))
-        return msg, gr.Dropdown(choices=sorted({*dash.list_studies(), name.strip()}), value=name.strip())
+              nj: float, request: gr.Request) -> tuple[str, Any]:
+        name = (name or "").strip()
+        msg = dash.start_study(name, src, list(bbs or []), n, tmo, (lo, hi), (rlo, rhi), list(bs or []), ep or None,
+                               pr, seeds=k, threshold_mode=thr, class_weight=cw, jobs=nj, owner=_session(request))
+        return msg, gr.Dropdown(choices=sorted({*dash.list_studies(), name}), value=name)
 
     start_inputs = [study_name, source, backbones, trials, timeout, pruner, lr_lo, lr_hi, ratio_lo, ratio_hi,
                     batch_sizes, epochs, seeds, thresholds, class_weight, jobs]
     start_btn.click(start, start_inputs, [study_msg, existing], api_visibility="private")
 
     @guarded
-    def quick() -> tuple[str, Any, str, list[str]]:
+    def quick(request: gr.Request) -> tuple[str, Any, str]:
         msg = dash.start_study(QUICK_DEMO["study"], "demo", QUICK_DEMO["backbones"], QUICK_DEMO["trials"], None,
-                               (1e-5, 3e-4), (1.0, 100.0), [16, 32], QUICK_DEMO["epochs"], "median")
+                               (1e-5, 3e-4), (1.0, 100.0), [16, 32], QUICK_DEMO["epochs"], "median",
+                               owner=_session(request))
         names = sorted({*dash.list_studies(), QUICK_DEMO["study"]})
-        return msg, gr.Dropdown(choices=names, value=QUICK_DEMO["study"]), QUICK_DEMO["study"], QUICK_DEMO["backbones"]
+        return msg, gr.Dropdown(choices=names, value=QUICK_DEMO["study"]), QUICK_DEMO["study"]
 
-    quick_btn.click(quick, None, [study_msg, existing, study_name, backbones], api_visibility="private")
+    # The backbone boxes are left as they are: a component no handler updates keeps fixed choices, which
+    # textclf.gradio_guard checks at the door (the message names the quick demo's backbones).
+    quick_btn.click(quick, None, [study_msg, existing, study_name], api_visibility="private")
 
     @guarded
-    def stop(name: str | None) -> str:
-        target = name or ""
-        return (f"Stopped **{target}**: finished trials are kept; the interrupted one is marked failed."
-                if dash.studies.stop(target) else f"**{target or 'nothing'}** is not running here.")
+    def stop(name: str | None, request: gr.Request) -> str:
+        return dash.stop_study(name, owner=_session(request))
 
     stop_btn.click(stop, existing, study_msg, api_visibility="private")
 
     @guarded
-    def resume(name: str | None, n: float, tmo: float | None) -> str:
-        return dash.resume_study(name, int(n), tmo)
+    def resume(name: str | None, n: float, tmo: float | None, request: gr.Request) -> str:
+        return dash.resume_study(name, n, tmo, owner=_session(request))
 
     resume_btn.click(resume, [existing, trials, timeout], study_msg, api_visibility="private")
     refresh_btn.click(lambda s: _studies_update(dash, s), existing, existing, api_visibility="private")
@@ -215,6 +240,8 @@ def _compare_section(dash: Dashboard, existing: gr.Dropdown) -> None:
                     plots[key] = gr.Plot(label=label)
         compare_ticker = gr.Timer(6.0)
 
+    guarded = guard(dash)
+
     @guarded
     def compare(name: str | None) -> tuple[Any, ...]:
         from textclf.charts import all_charts
@@ -223,7 +250,7 @@ def _compare_section(dash: Dashboard, existing: gr.Dropdown) -> None:
         if not name:
             return ("Open a study in the Study section; charts update while it runs.", *[None] * len(plots))
         figs = all_charts(load_study(name, dash.storage))
-        return (f"Study **{name}** — every score is on the validation split.", *[figs[k] for k in plots])
+        return (f"Study **{md(name)}** — every score is on the validation split.", *[figs[k] for k in plots])
 
     compare_outputs = [compare_md, *plots.values()]
     compare_tab.select(compare, existing, compare_outputs, api_visibility="private")
@@ -241,14 +268,17 @@ def _compare_section(dash: Dashboard, existing: gr.Dropdown) -> None:
 def _attention_section(dash: Dashboard) -> gr.Dropdown:
     with gr.Tab("Attention", id="attention") as attention_tab:
         attn_text = gr.Textbox(value="The headphones broke after two days and support never replied.",
-                               label="Sentence", lines=2)
+                               label="Sentence", lines=2, max_length=MAX_TEXT_CHARS)
         with gr.Row():
-            attn_models = gr.Dropdown([], multiselect=True, label="Models (side by side; default: the best)")
+            attn_models = gr.Dropdown([], multiselect=True, label="Models (side by side; default: the best)",
+                                      allow_custom_value=True)  # filled per session; the store checks names
             layer = gr.Slider(0, 11, value=0, step=1, label="Layer")
             head = gr.Slider(-1, 15, value=-1, step=1, label="Head (-1 = mean of heads)")
         attn_btn = gr.Button("Show attention", variant="primary")
         attn_plot = gr.Plot(label="tokens × tokens")
         attn_html = gr.HTML()
+
+    guarded = guard(dash)
 
     @guarded
     def show_attention(text: str, models: list[str] | None, lay: float, hd: float) -> tuple[Any, str]:
@@ -263,8 +293,8 @@ def _attention_section(dash: Dashboard) -> gr.Dropdown:
 def _predict_section(dash: Dashboard) -> gr.Dropdown:
     with gr.Tab("Predict", id="predict") as predict_tab:
         with gr.Row():
-            pred_text = gr.Textbox(label="Text", lines=2, placeholder="Type a sentence…")
-            pred_model = gr.Dropdown([BEST], value=BEST, label="Model")
+            pred_text = gr.Textbox(label="Text", lines=2, placeholder="Type a sentence…", max_length=MAX_TEXT_CHARS)
+            pred_model = gr.Dropdown([BEST], value=BEST, label="Model", allow_custom_value=True)
         pred_btn = gr.Button("Predict", variant="primary")
         with gr.Row():
             pred_label = gr.Label(label="Probabilities", num_top_classes=10, elem_id="pred-label")
@@ -274,6 +304,8 @@ def _predict_section(dash: Dashboard) -> gr.Dropdown:
                                  file_types=[".csv", ".tsv", ".json", ".jsonl", ".parquet"])
             batch_out = gr.File(label="Predictions (CSV)")
         batch_btn = gr.Button("Predict file")
+
+    guarded = guard(dash)
 
     @guarded
     def predict(text: str, model: str | None = BEST) -> tuple[dict[str, float], str]:
@@ -296,18 +328,28 @@ def _predict_section(dash: Dashboard) -> gr.Dropdown:
 
 def build_app(dash: Dashboard, demo: gr.Blocks) -> Any:
     """The served app: the dashboard at / plus a plain JSON endpoint, POST /api/predict {"text", "model"?}, for
-    programs that want one round trip instead of Gradio's queue protocol (same models, same answers)."""
-    from fastapi import FastAPI
+    programs that want one round trip instead of Gradio's queue protocol (same models, same answers). Request bodies
+    are capped (uploads by Gradio's own limit), and the Blocks refuse any file that was not uploaded here."""
+    from fastapi import FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
 
     api = FastAPI(title="textclf", docs_url="/api/docs", openapi_url="/api/openapi.json")
+
+    @api.exception_handler(RequestValidationError)
+    async def bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+        return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid')}: expected a JSON object "
+                                      '{"text": "...", "model": "..." (optional)}'}, status_code=422)
 
     @api.post("/api/predict")
     async def predict(req: PredictRequest) -> Any:
         def run() -> dict[str, Any]:
             import time
 
+            check_text_length(req.text)
             predictor = dash.models.get(req.model)
             start = time.perf_counter()
             pred = predictor.predict_one(req.text)  # concurrent requests share one forward pass
@@ -316,10 +358,19 @@ def build_app(dash: Dashboard, demo: gr.Blocks) -> Any:
         try:
             return await run_in_threadpool(run)
         except TextclfError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=422)
+            message = dash.visible(str(exc))
+            logger.warning("textclf: refused (/api/predict): %s", message[:300])
+            return JSONResponse({"error": message}, status_code=422)
 
-    return gr.mount_gradio_app(api, demo, path="/", theme=gr.themes.Soft(), css=CSS,
-                               max_file_size=f"{int(dash.cfg.max_upload_mb)}mb")
+    # Outermost last: bodies are capped before the guard reads them.
+    api.add_middleware(GradioGuard, demo=demo, uploads=dash.cfg.uploads or upload_dir())
+    api.add_middleware(BodyLimit, limit=MAX_REQUEST_BYTES, exempt=("/gradio_api/upload",))
+    # show_error=False: an unexpected exception's text (which may hold a server path) stays in the log; the
+    # visitor's one-line messages are gr.Error, which Gradio shows either way.
+    app = gr.mount_gradio_app(api, demo, path="/", theme=gr.themes.Soft(), css=CSS, show_error=False,
+                              max_file_size=f"{int(dash.cfg.max_upload_mb)}mb")
+    refuse_files_not_uploaded(demo)
+    return app
 
 
 def main(argv: list[str] | None = None) -> None:

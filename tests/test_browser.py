@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "artifacts"
 XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
+# What the HTML label names of test_security's model would put on the page if they rendered as markup.
+INJECTED = "img[src*='127.0.0.1:9'], a[href*='127.0.0.1:9'], h1:has-text('SESSION EXPIRED')"
 
 pytestmark = pytest.mark.slow
 
@@ -30,11 +32,21 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory: pytest.TempPathFactory):
+def app_url(tmp_path_factory: pytest.TempPathFactory, tiny_models: dict):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
     pytest.importorskip("playwright", reason="pip install playwright (in requirements-dev.txt)")
+    from test_security import html_labelled_csv
+
+    from textclf.study import SearchSpace, StudyConfig, run_study
+
     studies = tmp_path_factory.mktemp("browser") / "studies"
+    studies.mkdir()
+    # A model whose label names are HTML and Markdown payloads, kept where the app finds its models.
+    run_study(StudyConfig(study="html", data=str(html_labelled_csv(studies.parent / "html-labels.csv")),
+                          backbones=["tiny-bert"], trials=1, epochs=1, storage=f"sqlite:///{studies / 'textclf.db'}",
+                          models_dir=str(studies / "models" / "html"),
+                          space=SearchSpace(lr=(1e-3, 1e-3), batch_sizes=(16,))), progress=False, log=lambda _: None)
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TEXTCLF_STUDIES_DIR": str(studies)}
     env.pop("TEXTCLF_STORAGE", None)
@@ -50,13 +62,13 @@ def app_url(tmp_path_factory: pytest.TempPathFactory):
             if proc.poll() is not None:
                 raise AssertionError(f"app exited: {proc.stdout.read() if proc.stdout else ''}") from None
             time.sleep(0.5)
-    yield url
+    yield {"url": url, "csv": str(studies.parent / "html-labels.csv")}
     proc.terminate()
     proc.wait(20)
     shutil.rmtree(studies, ignore_errors=True)
 
 
-def test_quick_demo_compare_attention_predict_in_a_real_browser(app_url: str) -> None:
+def test_quick_demo_compare_attention_predict_in_a_real_browser(app_url: dict) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -67,11 +79,18 @@ def test_quick_demo_compare_attention_predict_in_a_real_browser(app_url: str) ->
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         dialogs: list[str] = []
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.goto(app_url)
+        app = app_url
+        page.goto(app["url"])
 
         page.get_by_role("tab", name="Data").click()
+        page.locator("input[type=file]").first.set_input_files(app["csv"])
         page.get_by_role("button", name="Load data").click()
         expect(page.get_by_text("single-label, 3 labels")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("html-labels.csv")).to_be_visible()
+        expect(page.locator(".js-plotly-plot:visible").first).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("SESSION EXPIRED").first).to_be_visible()  # the label, as text, in the preview
+        assert page.locator(INJECTED).count() == 0, "a label name rendered as HTML in the Data section"
+        page.screenshot(path=str(ARTIFACTS / "data-html-labels.png"), full_page=True)
 
         page.get_by_role("tab", name="Study").click()
         expect(page.get_by_text("minilm", exact=True).first).to_be_visible()
@@ -101,6 +120,28 @@ def test_quick_demo_compare_attention_predict_in_a_real_browser(app_url: str) ->
         expect(page.locator("#pred-info")).to_contain_text(" ms", timeout=60_000)
         expect(page.locator("#pred-label")).to_contain_text(re.compile("question|complaint|praise"))
         page.screenshot(path=str(ARTIFACTS / "predict.png"), full_page=False)
+
+        # The model trained on HTML label names: its labels show as text in the Label and the info line.
+        model = page.get_by_label("Model", exact=True)
+        model.click()
+        page.get_by_role("option", name="html / tiny-bert").click()
+        page.get_by_label("Text").fill("Is it waterproof?")
+        page.get_by_role("button", name="Predict", exact=True).click()
+        expect(page.locator("#pred-info")).to_contain_text(re.compile("SESSION EXPIRED|claim|img src"), timeout=60_000)
+        expect(page.locator("#pred-label")).to_contain_text(re.compile("SESSION EXPIRED|claim|img src"))
+        assert page.locator(INJECTED).count() == 0, "a label name rendered as HTML in the Predict section"
+        page.screenshot(path=str(ARTIFACTS / "predict-html-labels.png"), full_page=False)
+
+        # That model's study in Compare: the confusion matrix and per-class F1 name its labels, as text.
+        page.get_by_role("tab", name="Study").click()
+        page.get_by_label("Open a study in the storage").click()
+        page.get_by_role("option", name="html", exact=True).click()
+        page.get_by_role("tab", name="Compare").click()
+        expect(page.get_by_text("Study html")).to_be_visible(timeout=60_000)
+        expect(page.locator(".js-plotly-plot:visible text", has_text="SESSION EXPIRED").first).to_be_visible(
+            timeout=60_000)
+        assert page.locator(INJECTED).count() == 0, "a label name rendered as HTML in a chart"
+        page.screenshot(path=str(ARTIFACTS / "compare-html-labels.png"), full_page=True)
 
         assert page.evaluate("window.__xss") is None, "an HTML payload executed"
         assert not dialogs

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from textclf.errors import DataError
+from textclf.safety import plot_text
 
 SUBWORD_MARKS = ("##", "Ġ", "▁", "Ċ")
 
@@ -126,7 +127,8 @@ def heatmap(view: AttentionView, layer: int, head: int | None = None, height: in
     if head is not None and not 0 <= head < view.n_heads:
         raise DataError(f"head must be between 0 and {view.n_heads - 1}, got {head}")
     z = view.attentions[layer].mean(axis=0) if head is None else view.attentions[layer, head]
-    labels = [f"{i}:{clean_token(t)}" for i, t in enumerate(view.tokens)]  # unique ticks even for repeated tokens
+    # Unique ticks even for repeated tokens; escaped, since Plotly reads tags (links too) in tick labels.
+    labels = [f"{i}:{plot_text(clean_token(t))}" for i, t in enumerate(view.tokens)]
     fig = go.Figure(go.Heatmap(z=z, x=labels, y=labels, colorscale="Viridis", zmin=0,
                                hovertemplate="%{y} → %{x}: %{z:.3f}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", title="attending token")

@@ -9,6 +9,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from textclf.safety import plot_text
+
 HEIGHT = 420
 PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D", "#BAB0AC"]
 
@@ -62,16 +64,17 @@ class StudyData:
 
 def study_data(study: Any) -> StudyData:
     """Read what the charts need from an Optuna study (the only function here that touches Optuna)."""
-    from textclf.study import ATTR
+    from textclf.study import ATTR, fail_reason
 
     attrs = study.user_attrs.get(ATTR, {})
     trials = []
-    for t in study.get_trials(deepcopy=False):
+    stored = study.get_trials(deepcopy=False)
+    for t in stored:
         ua = t.user_attrs
         trials.append(TrialData(
             number=t.number, state=t.state.name, value=t.value, backbone=t.params.get("backbone", ua.get("backbone", "")),
             params=dict(t.params), train_time_s=ua.get("train_time_s"), curve=list(ua.get("learning_curve", [])),
-            report=ua.get("report"), recipe=bool(ua.get("recipe")), fail_reason=ua.get("fail_reason"),
+            report=ua.get("report"), recipe=bool(ua.get("recipe")), fail_reason=fail_reason(t, stored),
             progress=ua.get("progress"), duration_s=t.duration.total_seconds() if t.duration else None,
             seed_of=ua.get("seed_of"), stopped=ua.get("stopped")))
     baseline = attrs.get("baseline") or {}
@@ -277,7 +280,7 @@ def confusion_matrices(data: StudyData) -> Any:
     fig = make_subplots(rows=1, cols=len(best), subplot_titles=list(best), horizontal_spacing=0.08)
     for col, (backbone, t) in enumerate(best.items(), start=1):
         z = t.report["confusion_matrix"] if t.report else []
-        names = data.label_names or [str(i) for i in range(len(z))]
+        names = [plot_text(n) for n in data.label_names] or [str(i) for i in range(len(z))]
         fig.add_trace(go.Heatmap(z=z, x=names, y=names, colorscale="Blues", text=z, texttemplate="%{text}",
                                  showscale=False, name=backbone,
                                  hovertemplate=f"{backbone}<br>true %{{y}}<br>predicted %{{x}}: %{{z}}<extra></extra>"),
@@ -331,7 +334,7 @@ def per_class_f1(data: StudyData) -> Any:
     colors = _colors(data.backbones())
     for backbone, t in best.items():
         per = t.report["per_class"] if t.report else {}
-        fig.add_trace(go.Bar(x=list(per), y=[v["f1"] for v in per.values()], name=backbone,
+        fig.add_trace(go.Bar(x=[plot_text(n) for n in per], y=[v["f1"] for v in per.values()], name=backbone,
                              marker_color=colors.get(backbone)))
     return _layout(fig, title, barmode="group", yaxis_title="F1", yaxis_range=[0, 1.05])
 

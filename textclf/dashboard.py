@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import html
+import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,11 +26,23 @@ from typing import Any
 
 from textclf.errors import ConfigError, DataError, TextclfError
 from textclf.metrics import THRESHOLD_MODES
+from textclf.safety import (
+    check_text_length,
+    check_uploaded,
+    csv_cell,
+    md,
+    plot_text,
+    scrub_paths,
+    server_roots,
+    upload_dir,
+)
 from textclf.train import CLASS_WEIGHTS
 
 ALL_BACKBONES = ["minilm", "scratch:minilm", "bert", "roberta", "xlnet", "distilbert", "distilroberta"]
 DATA_CHOICES = ["demo", "demo-multilabel", "sst2", "trec", "emotion", "ag_news", "banking77", "sms_spam", "go_emotions"]
 BEST = "(best available)"
+HUB_PREFIX = "hub:"  # a data source typed into the hub box: never read as a local path, in the app or its workers
+HUB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95})?")
 
 
 @dataclass
@@ -42,6 +56,13 @@ class DashboardConfig:
     max_train_samples: int | None = None
     max_upload_mb: float = 50.0
     max_concurrent_studies: int = 4
+    max_timeout_min: float | None = None  # a study's time budget at most (and by default), in minutes
+    max_jobs: int | None = None  # trials side by side at most (None: the machine's cores)
+    max_batch_rows: int | None = None  # rows of one batch-prediction file
+    # The backbones a visitor may pick: names only, so nobody can point the app at a folder on the server.
+    backbones: list[str] = field(default_factory=lambda: list(ALL_BACKBONES))
+    # Where files handed to the callbacks must lie: Gradio's upload folder (None: anywhere, for library use).
+    uploads: str | None = field(default_factory=upload_dir)
     # Compile each loaded model for the live box in the background (see Predictor): the app turns it on.
     compile_models: bool = False
 
@@ -55,7 +76,12 @@ class DashboardConfig:
         cfg = cls(storage=storage or os.environ.get("TEXTCLF_STORAGE"), studies_dir=folder, public=public)
         if public:  # one visitor must not starve the others on a shared free CPU
             cfg.max_trials, cfg.max_train_samples, cfg.max_upload_mb, cfg.max_concurrent_studies = 8, 2000, 5.0, 1
+            cfg.max_timeout_min, cfg.max_jobs, cfg.max_batch_rows = 30.0, 1, 5000
         return cfg
+
+    def roots(self) -> list[str]:
+        """Folders whose paths a visitor is never shown."""
+        return server_roots(self.studies_dir, self.uploads)
 
     @property
     def storage_url(self) -> str:
@@ -78,6 +104,7 @@ class Worker:
     process: subprocess.Popen
     log_path: Path
     started: float
+    owner: str | None = None  # the browser session that started it (public mode: the only one that may stop it)
 
     @property
     def running(self) -> bool:
@@ -88,6 +115,12 @@ class Worker:
             return "\n".join(self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+    def failure(self) -> str:
+        """The worker's own one-line reason for exiting (its last ``error:`` line), else its last line."""
+        lines = self.tail(40).splitlines()
+        errors = [ln for ln in lines if ln.startswith("error:")]
+        return (errors or lines or [""])[-1].removeprefix("error:").strip()
 
 
 class StudyManager:
@@ -105,7 +138,7 @@ class StudyManager:
     def worker(self, study: str) -> Worker | None:
         return self._workers.get(study)
 
-    def start(self, study: str, args: list[str]) -> Worker:
+    def start(self, study: str, args: list[str], owner: str | None = None) -> Worker:
         from textclf.study import check_study_name
 
         check_study_name(study)
@@ -125,15 +158,19 @@ class StudyManager:
                 # A new session: Stop signals the worker's whole group, never the app.
                 proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
                                         cwd=str(Path(__file__).resolve().parents[1]))
-            worker = Worker(study, proc, log_path, time.time())
+            worker = Worker(study, proc, log_path, time.time(), owner)
             self._workers[study] = worker
             return worker
 
-    def stop(self, study: str, timeout: float = 20.0) -> bool:
-        """Interrupt the worker (its running trial is marked failed; finished trials stay); kill if it hangs."""
+    def stop(self, study: str, timeout: float = 20.0, owner: str | None = None) -> bool:
+        """Interrupt the worker (its running trial is marked failed; finished trials stay); kill if it hangs. In
+        public mode only the session that started it may (``owner``)."""
         worker = self._workers.get(study)
         if worker is None or not worker.running:
             return False
+        if self.cfg.public and worker.owner != owner:
+            raise ConfigError(f"study {study!r} was started by another visitor: only they can stop it; "
+                              "it ends by itself within its trial and time limits")
         os.killpg(worker.process.pid, signal.SIGINT)
         try:
             worker.process.wait(timeout)
@@ -143,8 +180,8 @@ class StudyManager:
         return True
 
     def stop_all(self) -> None:
-        for name in list(self._workers):
-            self.stop(name, timeout=5)
+        for name, worker in list(self._workers.items()):
+            self.stop(name, timeout=5, owner=worker.owner)
 
 
 # ------------------------------------------------------------------------------------------------------ models
@@ -197,7 +234,8 @@ class ModelStore:
         if choice is None:
             raise TextclfError("no trained model yet: run a study in the Study section (the quick demo takes minutes)")
         if choice not in models:
-            raise TextclfError(f"model {choice!r} is not in {self.root}; pick one from the list")
+            raise TextclfError(f"model {choice[:100]!r} is not among the {len(models)} trained model(s) here; "
+                               "pick one from the list")
         key = f"{choice}|{'eager' if eager else 'default'}|{models[choice].stat().st_mtime}"
         cached = self._cached(key)
         if cached is not None:
@@ -235,27 +273,38 @@ class Dashboard:
             self._storage = open_storage(self.cfg.storage_url)
         return self._storage
 
+    def visible(self, message: str) -> str:
+        """An error line as a visitor may see it: no server paths."""
+        return scrub_paths(message, self.cfg.roots())
+
+    def _uploaded(self, path: str) -> str:
+        """An uploaded file's path, once it is known to lie in the upload folder and within the size limit."""
+        if self.cfg.uploads is not None:
+            path = str(check_uploaded(path, self.cfg.uploads))
+        size_mb = Path(path).stat().st_size / 1e6
+        if size_mb > self.cfg.max_upload_mb:
+            raise DataError(f"the upload is {size_mb:.1f} MB, the limit here is {self.cfg.max_upload_mb:g} MB; "
+                            "upload a smaller sample")
+        return path
+
     # ---------------------------------------------------------------- Data
     def resolve_data(self, preset: str | None, upload: str | None, hub_id: str | None) -> str:
-        """The data source the user picked: an uploaded file, a hub id, or a preset. Typed paths are not accepted:
-        the web UI must not read arbitrary files on the server."""
+        """The data source the user picked: an uploaded file, a hub id (as ``hub:<id>``, which nothing reads as a
+        path), or a preset. Typed paths are never accepted: the web UI must not read files on the server."""
         if upload:
-            size_mb = Path(upload).stat().st_size / 1e6
-            if size_mb > self.cfg.max_upload_mb:
-                raise DataError(f"the upload is {size_mb:.1f} MB, the limit here is {self.cfg.max_upload_mb:g} MB; "
-                                "upload a smaller sample")
-            return upload
+            return self._uploaded(upload)
         if hub_id and hub_id.strip():
             hub = hub_id.strip()
-            if hub.startswith((".", "/", "~")) or "\\" in hub or hub.count("/") > 1 or ".." in hub:
-                raise DataError(f"{hub!r} is not a Hugging Face dataset id (expected 'name' or 'owner/name')")
-            return hub
+            if not HUB_ID_RE.fullmatch(hub) or ".." in hub:
+                raise DataError(f"{hub[:100]!r} is not a Hugging Face dataset id: expected 'name' or 'owner/name' "
+                                "(letters, digits, '_', '-', '.'); check the id on the hub")
+            return HUB_PREFIX + hub
         if preset in DATA_CHOICES:
             return preset
         raise DataError(f"pick a dataset: one of {', '.join(DATA_CHOICES)}, an uploaded file or a hub id")
 
     def describe_data(self, source: str) -> tuple[str, list[list[Any]], Any]:
-        """Markdown summary, preview rows and a label-distribution chart of ``source``."""
+        """Markdown summary, preview rows and a label-distribution chart of ``source`` (every name escaped)."""
         import plotly.graph_objects as go
 
         from textclf.data import load_data
@@ -266,15 +315,17 @@ class Dashboard:
         for lab in data.train.labels:
             for i in (lab if isinstance(lab, list) else [lab]):
                 counts[i] += 1
-        name = Path(source).name if os.sep in source else source
-        lines = [f"**{name}** — {'multi-label' if data.task == 'multi_label' else 'single-label'}, "
-                 f"{data.num_labels} labels; text column `{d['text_column']}`, label column `{d['label_column']}`",
+        name = source.removeprefix(HUB_PREFIX) if source.startswith(HUB_PREFIX) or os.sep not in source \
+            else Path(source).name
+        lines = [f"**{md(name)}** — {'multi-label' if data.task == 'multi_label' else 'single-label'}, "
+                 f"{data.num_labels} labels; text column “{md(d['text_column'])}”, "
+                 f"label column “{md(d['label_column'])}”",
                  f"train {d['sizes']['train']} · validation {d['sizes']['validation']}"
                  f"{' (carved from train)' if d['validation_from_train'] else ''} · test {d['sizes']['test']}"]
-        lines += [f"- {n}" for n in data.notes]
+        lines += [f"- {md(self.visible(n), limit=500)}" for n in data.notes]
         rows = [[t, ", ".join(data.label_names[i] for i in (lab if isinstance(lab, list) else [lab]))]
                 for t, lab in zip(data.train.texts[:20], data.train.labels[:20], strict=False)]
-        fig = go.Figure(go.Bar(x=data.label_names, y=counts, marker_color="#4C78A8"))
+        fig = go.Figure(go.Bar(x=[plot_text(n) for n in data.label_names], y=counts, marker_color="#4C78A8"))
         fig.update_layout(title={"text": "Label distribution (train)", "x": 0.01}, height=340, template="plotly_white",
                           margin={"l": 50, "r": 20, "t": 50, "b": 80})
         return "\n".join(lines), rows, fig
@@ -283,62 +334,95 @@ class Dashboard:
     def backbone_table(self, names: list[str] | None = None) -> list[list[str]]:
         from textclf.backbones import availability, resolve_backbone
 
-        names = names or ALL_BACKBONES
+        names = names or self.cfg.backbones
         status = availability(names)
         rows = []
         for n in names:
             reason = status[n]
             rows.append([n, resolve_backbone(n).description if reason is None or "unknown" not in reason else "",
-                         "available" if reason is None else f"unavailable: {reason}"])
+                         "available" if reason is None else f"unavailable: {self.visible(reason)}"])
         return rows
+
+    def _caps(self, trials: Any, timeout_min: Any, seeds: int, n_backbones: int) -> tuple[int, float | None]:
+        """The trial count and time budget (seconds) a visitor asked for, checked against this app's limits."""
+        trials = _whole(trials, "trials")
+        if trials < 1 or trials > self.cfg.max_trials:
+            raise ConfigError(f"trials must be between 1 and {self.cfg.max_trials} here, got {trials}")
+        if seeds and trials + seeds * n_backbones > self.cfg.max_trials:
+            raise ConfigError(f"{trials} trials plus {seeds} seed re-run(s) of each of {n_backbones} backbone(s) make "
+                              f"{trials + seeds * n_backbones}, the limit here is {self.cfg.max_trials}; ask for fewer")
+        minutes = None if timeout_min in (None, "") else _number(timeout_min, "the time budget")
+        if minutes is not None and (not math.isfinite(minutes) or minutes < 0):
+            raise ConfigError(f"the time budget must be a positive number of minutes (0 = none), got {timeout_min}")
+        cap = self.cfg.max_timeout_min
+        if cap is not None and (not minutes or minutes > cap):
+            minutes = cap  # public mode: every study ends
+        return trials, minutes * 60 if minutes else None
 
     def start_study(self, study: str, source: str, backbones: list[str], trials: int, timeout_min: float | None,
                     lr_range: tuple[float, float], ratio_range: tuple[float, float], batch_sizes: list[int],
                     epochs: tuple[int, int] | int | None, pruner: str, max_train_samples: int | None = None,
-                    seeds: int = 0, threshold_mode: str = "global", class_weight: str = "none", jobs: int = 1) -> str:
+                    seeds: int = 0, threshold_mode: str = "global", class_weight: str = "none", jobs: int = 1,
+                    owner: str | None = None) -> str:
+        """Check every setting here, where the visitor sees the answer, then start a worker process."""
         from textclf.backbones import check_available, resolve_backbone
-        from textclf.study import SearchSpace, check_study_name
+        from textclf.study import SearchSpace, StudyConfig
 
-        check_study_name(study)
         if not backbones:
             raise ConfigError("choose at least one backbone")
+        unknown = [b for b in backbones if b not in self.cfg.backbones]
+        if unknown:
+            raise ConfigError(f"backbone {str(unknown[0])[:100]!r} is not offered here: pick from "
+                              f"{', '.join(self.cfg.backbones)}")
         for name in backbones:
             check_available(resolve_backbone(name))
-        trials = int(trials)
-        if trials < 1 or trials > self.cfg.max_trials:
-            raise ConfigError(f"trials must be between 1 and {self.cfg.max_trials} here, got {trials}")
+        seeds, jobs = _whole(seeds, "seeds"), _whole(jobs, "trials side by side")
+        trials, timeout = self._caps(trials, timeout_min, seeds, len(backbones))
         if not batch_sizes:
             raise ConfigError("choose at least one batch size")
-        space = SearchSpace(lr=lr_range, head_lr_ratio=ratio_range, batch_sizes=tuple(int(b) for b in batch_sizes))
+        if isinstance(epochs, float):
+            epochs = _whole(epochs, "epochs")
+        cores = self.cfg.max_jobs or os.cpu_count() or 1
+        if not 1 <= jobs <= cores:
+            raise ConfigError(f"trials side by side must be between 1 and {cores} here, got {jobs}")
+        if threshold_mode not in THRESHOLD_MODES:
+            raise ConfigError(f"thresholds must be one of {', '.join(THRESHOLD_MODES)}, got {str(threshold_mode)[:40]!r}")
+        if class_weight not in CLASS_WEIGHTS:
+            raise ConfigError(f"class weights must be one of {', '.join(CLASS_WEIGHTS)}, got {str(class_weight)[:40]!r}")
+        space = SearchSpace(lr=(_number(lr_range[0], "encoder LR from"), _number(lr_range[1], "encoder LR to")),
+                            head_lr_ratio=(_number(ratio_range[0], "head/encoder ratio from"),
+                                           _number(ratio_range[1], "head/encoder ratio to")),
+                            batch_sizes=tuple(_whole(b, "batch size") for b in batch_sizes))
         cap = self.cfg.max_train_samples
         n_train = min(v for v in (max_train_samples, cap) if v) if (max_train_samples or cap) else None
+        # The worker builds the same config from these flags: building it here first shows its refusal in the UI.
+        cfg = StudyConfig(study=study, data=source, backbones=list(backbones), trials=trials, timeout=timeout,
+                          max_train_samples=n_train, epochs=epochs if isinstance(epochs, int) and epochs else None,
+                          pruner=pruner, space=space, seeds=seeds, threshold_mode=threshold_mode,
+                          class_weight=class_weight, jobs=jobs)
         args = ["--data", source, "--backbones", ",".join(backbones), "--trials", str(trials), "--pruner", pruner,
                 "--lr-range", str(space.lr[0]), str(space.lr[1]),
                 "--ratio-range", str(space.head_lr_ratio[0]), str(space.head_lr_ratio[1]),
-                "--batch-sizes", ",".join(str(b) for b in space.batch_sizes)]
-        if isinstance(epochs, int):
-            args += ["--epochs", str(epochs)]
-        if timeout_min:
-            args += ["--timeout", str(float(timeout_min) * 60)]
+                "--batch-sizes", ",".join(str(b) for b in space.batch_sizes),
+                "--thresholds", threshold_mode, "--class-weight", class_weight]
+        if cfg.epochs:
+            args += ["--epochs", str(cfg.epochs)]
+        if timeout:
+            args += ["--timeout", str(timeout)]
         if n_train:
             args += ["--max-train-samples", str(int(n_train))]
         if seeds:
-            args += ["--seeds", str(int(seeds))]
-        if threshold_mode not in THRESHOLD_MODES:
-            raise ConfigError(f"thresholds must be one of {', '.join(THRESHOLD_MODES)}, got {threshold_mode!r}")
-        if class_weight not in CLASS_WEIGHTS:
-            raise ConfigError(f"class weights must be one of {', '.join(CLASS_WEIGHTS)}, got {class_weight!r}")
-        args += ["--thresholds", threshold_mode, "--class-weight", class_weight]
-        cores = os.cpu_count() or 1
-        if not 1 <= int(jobs) <= cores:
-            raise ConfigError(f"trials side by side must be between 1 and {cores} (this machine's cores), got {jobs}")
-        if int(jobs) > 1:
-            args += ["--jobs", str(int(jobs))]
-        self.studies.start(study, args)
-        return f"Study **{study}** started: {trials} trial(s) over {', '.join(backbones)}."
+            args += ["--seeds", str(seeds)]
+        if jobs > 1:
+            args += ["--jobs", str(jobs)]
+        self.studies.start(study, args, owner)
+        budget = f", time budget {timeout / 60:g} min" if timeout else ""
+        return f"Study **{md(study)}** started: {trials} trial(s) over {md(', '.join(backbones))}{budget}."
 
-    def resume_study(self, study: str | None, trials: int, timeout_min: float | None = None) -> str:
-        """Add ``trials`` to an existing study with its stored data, backbones and search space."""
+    def resume_study(self, study: str | None, trials: int, timeout_min: float | None = None,
+                     owner: str | None = None) -> str:
+        """Add ``trials`` to an existing study with its stored data, backbones and search space, within this app's
+        limits: a study set up with more training rows than they allow is not resumed here."""
         from textclf.study import ATTR, load_study
 
         if not study:
@@ -346,14 +430,24 @@ class Dashboard:
         attrs = load_study(study, self.storage).user_attrs.get(ATTR, {})
         if not attrs.get("data"):
             raise ConfigError(f"study {study!r} was not made by textclf (no data recorded); start a new study instead")
-        trials = int(trials)
-        if trials < 1 or trials > self.cfg.max_trials:
-            raise ConfigError(f"trials must be between 1 and {self.cfg.max_trials} here, got {trials}")
+        trials, timeout = self._caps(trials, timeout_min, 0, len(attrs.get("backbones", [])))
+        cap = self.cfg.max_train_samples
+        rows = attrs.get("max_train_samples") or attrs.get("data_summary", {}).get("sizes", {}).get("train")
+        if cap is not None and (rows is None or rows > cap):
+            raise ConfigError(f"study {study!r} trains on {rows or 'all the'} rows, the limit here is {cap}; "
+                              "start a new study instead (it samples within the limit)")
         args = ["--data", attrs["data"], "--trials", str(trials)]
-        if timeout_min:
-            args += ["--timeout", str(float(timeout_min) * 60)]
-        self.studies.start(study, args)
-        return f"Study **{study}** resumed: {trials} more trial(s) over {', '.join(attrs.get('backbones', []))}."
+        if timeout:
+            args += ["--timeout", str(timeout)]
+        self.studies.start(study, args, owner)
+        return (f"Study **{md(study)}** resumed: {trials} more trial(s) over "
+                f"{md(', '.join(attrs.get('backbones', [])))}.")
+
+    def stop_study(self, study: str | None, owner: str | None = None) -> str:
+        target = study or ""
+        if self.studies.stop(target, owner=owner):
+            return f"Stopped **{md(target)}**: finished trials are kept; the interrupted one is marked failed."
+        return f"**{md(target or 'nothing')}** is not running here."
 
     def list_studies(self) -> list[str]:
         from textclf.study import list_studies
@@ -361,13 +455,23 @@ class Dashboard:
         return list_studies(self.storage)
 
     def study_status(self, study: str | None) -> tuple[list[list[Any]], str]:
-        """The live trial table and a progress line for ``study``."""
+        """The live trial table and a progress line for ``study``; a worker that failed before its study existed
+        says why."""
         from textclf.charts import study_data
         from textclf.study import load_study
 
         if not study:
             return [], "No study selected."
-        data = study_data(load_study(study, self.storage))
+        worker = self.studies.worker(study)
+        try:
+            data = study_data(load_study(study, self.storage))
+        except ConfigError:
+            if worker is None:
+                raise
+            if worker.running:
+                return [], f"**{md(study)}** — starting…"
+            return [], (f"**{md(study)}** — the study did not start (exit {worker.process.returncode}): "
+                        f"{md(self.visible(worker.failure()), limit=400)}")
         rows = []
         for t in data.trials:
             p = t.params
@@ -377,29 +481,31 @@ class Dashboard:
                          p.get("batch_size", ""), p.get("epochs", ""), state,
                          "" if t.value is None else round(t.value, 4),
                          "" if t.duration_s is None else round(t.duration_s, 1)])
-        worker = self.studies.worker(study)
         running = worker is not None and worker.running
         finished = len(data.finished)
-        line = f"**{study}** — {finished} finished, {sum(t.state == 'FAIL' for t in data.trials)} failed"
+        line = f"**{md(study)}** — {finished} finished, {sum(t.state == 'FAIL' for t in data.trials)} failed"
         if data.baseline is not None:
-            line += f"; TF-IDF + LR baseline {data.baseline:.4f} ({data.metric}, validation)"
+            line += f"; TF-IDF + LR baseline {data.baseline:.4f} ({md(data.metric)}, validation)"
         current = next((t for t in data.trials if t.state == "RUNNING"), None)
         if current is not None:
-            line += f"\n\nRunning trial {current.number} ({current.backbone}): {(current.progress or 0):.0%}"
+            line += f"\n\nRunning trial {current.number} ({md(current.backbone)}): {(current.progress or 0):.0%}"
         if worker is not None and not running and worker.process.returncode not in (0, None):
-            tail = worker.tail(2).splitlines()
-            line += f"\n\nWorker stopped (exit {worker.process.returncode}): {tail[-1] if tail else ''}"
+            line += (f"\n\nWorker stopped (exit {worker.process.returncode}): "
+                     f"{md(self.visible(worker.failure()), limit=400)}")
         elif running:
             line += " — running"
         return rows, line
 
     # ---------------------------------------------------------------- Predict
     def predict(self, text: str, model: str | None) -> tuple[dict[str, float], str]:
+        if not isinstance(text, str):
+            raise DataError("expected a text to classify; type a sentence")
+        check_text_length(text)
         predictor = self.models.get(model)
         start = time.perf_counter()
         pred = predictor.predict_one(text)  # concurrent requests share one forward pass
         ms = 1000 * (time.perf_counter() - start)
-        labels = ", ".join(pred.labels) or "(none above the threshold)"
+        labels = ", ".join(md(label) for label in pred.labels) or "(none above the threshold)"
         return pred.probabilities, f"{labels} · {ms:.1f} ms"
 
     def predict_file(self, upload: str, model: str | None) -> str:
@@ -408,13 +514,17 @@ class Dashboard:
 
         if not upload:
             raise DataError("upload a .csv/.tsv/.json/.jsonl/.parquet file with a text column")
-        if Path(upload).stat().st_size / 1e6 > self.cfg.max_upload_mb:
-            raise DataError(f"the upload is larger than {self.cfg.max_upload_mb:g} MB; upload a smaller file")
-        texts = read_texts(upload)
+        texts = read_texts(self._uploaded(upload))
+        if self.cfg.max_batch_rows is not None and len(texts) > self.cfg.max_batch_rows:
+            raise DataError(f"the file has {len(texts):,} rows, the limit here is {self.cfg.max_batch_rows:,}; "
+                            "split it into smaller files")
+        for i, text in enumerate(texts):
+            check_text_length(text, f"row {i + 1}")
         predictor = self.models.get(model)
         keep = [i for i, t in enumerate(texts) if t.strip()]
         probs = predictor.predict_proba([texts[i] for i in keep])
-        names = predictor.info.label_names
+        # Label names can come from another visitor's data: no cell may start a spreadsheet formula.
+        names = [csv_cell(n) for n in predictor.info.label_names]
         out = Path(tempfile.mkdtemp(prefix="textclf-")) / "predictions.csv"
         with open(out, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
@@ -433,6 +543,9 @@ class Dashboard:
         the rollout, and gradient × input saliency, side by side."""
         from textclf.attention import attention_view, heatmap, rollout, saliency, special_positions, text_html
 
+        if not isinstance(text, str) or not text.strip():
+            raise DataError("expected a sentence to look at; type one")
+        check_text_length(text)
         chosen = [m for m in (models or []) if m] or [self.models.best() or BEST]
         fig, blocks = None, []
         for name in chosen[:4]:
@@ -464,3 +577,19 @@ class Dashboard:
                           + text_html(view.tokens, sal, title="gradient × input saliency", color="84,162,75", skip=skip)
                           + "</div>")
         return fig, "<div style='display:flex; gap:12px; flex-wrap:wrap'>" + "".join(blocks) + "</div>"
+
+
+def _number(value: Any, what: str) -> float:
+    """A number from a form field, or a ConfigError saying which field is not one."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a number, got {str(value)[:40]!r}") from None
+
+
+def _whole(value: Any, what: str) -> int:
+    """A count from a form field: a whole number, or a ConfigError saying which field is not."""
+    number = _number(value, what)
+    if not math.isfinite(number) or number != int(number):
+        raise ConfigError(f"{what} must be a whole number, got {value}")
+    return int(number)

@@ -78,7 +78,8 @@ def build_demo(storage: str | None = None, studies_dir: str | None = None, publi
     """The five sections, each built (layout and wiring) by its own function over one ``Dashboard``."""
     dash = dashboard or Dashboard(DashboardConfig.from_env(storage, studies_dir, public))
     cfg = dash.cfg
-    with gr.Blocks(title="textclf") as demo:
+    hourly = (3600, int(cfg.cache_hours * 3600)) if cfg.cache_hours else None  # visitors' uploads fill no disk
+    with gr.Blocks(title="textclf", delete_cache=hourly) as demo:
         caps = (f"\n\n*Public mode: at most {cfg.max_trials} trials, {cfg.max_train_samples} training rows, "
                 f"{cfg.max_timeout_min:g} minutes and one study at a time, {cfg.max_upload_mb:g} MB uploads, "
                 f"{MAX_TEXT_CHARS:,} characters a text.*") if cfg.public else ""
@@ -334,8 +335,13 @@ def build_app(dash: Dashboard, demo: gr.Blocks) -> Any:
     from fastapi.concurrency import run_in_threadpool
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     api = FastAPI(title="textclf", docs_url="/api/docs", openapi_url="/api/openapi.json")
+
+    @api.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
     @api.exception_handler(RequestValidationError)
     async def bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -363,7 +369,8 @@ def build_app(dash: Dashboard, demo: gr.Blocks) -> Any:
             return JSONResponse({"error": message}, status_code=422)
 
     # Outermost last: bodies are capped before the guard reads them.
-    api.add_middleware(GradioGuard, demo=demo, uploads=dash.cfg.uploads or upload_dir())
+    api.add_middleware(GradioGuard, demo=demo, uploads=dash.cfg.uploads or upload_dir(),
+                       uploads_cap_mb=dash.cfg.max_uploads_mb)
     api.add_middleware(BodyLimit, limit=MAX_REQUEST_BYTES, exempt=("/gradio_api/upload",))
     # show_error=False: an unexpected exception's text (which may hold a server path) stays in the log; the
     # visitor's one-line messages are gr.Error, which Gradio shows either way.

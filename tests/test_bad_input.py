@@ -206,6 +206,9 @@ def test_a_json_object_of_columns_is_read_as_rows(tmp_path: Path) -> None:
     (tmp_path / "ragged.json").write_text(json_mod.dumps({"text": texts, "label": ["a"]}), encoding="utf-8")
     with pytest.raises(DataError, match="columns of different lengths"):
         load_data(str(tmp_path / "ragged.json"))
+    (tmp_path / "deep.json").write_text('{"text": ' + "[" * 100_000 + "]" * 100_000 + "}", encoding="utf-8")
+    with pytest.raises(DataError, match="nested too deeply"):
+        load_data(str(tmp_path / "deep.json"))
 
 
 def test_a_semicolon_in_single_labels_is_said_to_make_the_file_multi_label(tmp_path: Path) -> None:

@@ -59,6 +59,9 @@ class DashboardConfig:
     max_timeout_min: float | None = None  # a study's time budget at most (and by default), in minutes
     max_jobs: int | None = None  # trials side by side at most (None: the machine's cores)
     max_batch_rows: int | None = None  # rows of one batch-prediction file
+    max_studies: int | None = None  # studies in the storage: each keeps a model per backbone on disk
+    cache_hours: float | None = None  # uploads and result files older than this are deleted (hourly)
+    max_uploads_mb: float | None = None  # the upload folder, all visitors together
     # The backbones a visitor may pick: names only, so nobody can point the app at a folder on the server.
     backbones: list[str] = field(default_factory=lambda: list(ALL_BACKBONES))
     # Where files handed to the callbacks must lie: Gradio's upload folder (None: anywhere, for library use).
@@ -76,7 +79,8 @@ class DashboardConfig:
         cfg = cls(storage=storage or os.environ.get("TEXTCLF_STORAGE"), studies_dir=folder, public=public)
         if public:  # one visitor must not starve the others on a shared free CPU
             cfg.max_trials, cfg.max_train_samples, cfg.max_upload_mb, cfg.max_concurrent_studies = 8, 2000, 5.0, 1
-            cfg.max_timeout_min, cfg.max_jobs, cfg.max_batch_rows = 30.0, 1, 5000
+            cfg.max_timeout_min, cfg.max_jobs, cfg.max_batch_rows, cfg.max_studies, cfg.cache_hours = 30.0, 1, 5000, 50, 6
+            cfg.max_uploads_mb = 2000.0
         return cfg
 
     def roots(self) -> list[str]:
@@ -376,6 +380,7 @@ class Dashboard:
                               f"{', '.join(self.cfg.backbones)}")
         for name in backbones:
             check_available(resolve_backbone(name))
+        self._check_room(study)
         seeds, jobs = _whole(seeds, "seeds"), _whole(jobs, "trials side by side")
         trials, timeout = self._caps(trials, timeout_min, seeds, len(backbones))
         if not batch_sizes:
@@ -418,6 +423,18 @@ class Dashboard:
         self.studies.start(study, args, owner)
         budget = f", time budget {timeout / 60:g} min" if timeout else ""
         return f"Study **{md(study)}** started: {trials} trial(s) over {md(', '.join(backbones))}{budget}."
+
+    def _check_room(self, study: str) -> None:
+        """A new study must fit under the storage's study limit (public mode: each keeps models on disk)."""
+        from textclf.study import check_study_name
+
+        check_study_name(study)
+        cap = self.cfg.max_studies
+        if cap is not None:
+            names = self.list_studies()
+            if study not in names and len(names) >= cap:
+                raise ConfigError(f"the storage holds {len(names)} studies, the limit here is {cap}: resume one of "
+                                  "them (open it under 'Open a study in the storage'), or ask the operator to clear some")
 
     def resume_study(self, study: str | None, trials: int, timeout_min: float | None = None,
                      owner: str | None = None) -> str:

@@ -175,6 +175,9 @@ def _columns_object(path: Path) -> dict[str, list[Any]] | None:
             obj = json.load(fh)
         except ValueError:
             return None  # JSON Lines, or broken: datasets says which
+        except RecursionError:
+            raise DataError(f"{path.name} is nested too deeply to be a table: expected rows of a text and a label "
+                            "(JSON Lines) or one object of columns") from None
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, list) for v in obj.values()):
         return None
     lengths = {k: len(v) for k, v in obj.items()}

@@ -11,6 +11,7 @@ future, since it reads the inputs from the Blocks' own config.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -23,16 +24,30 @@ from textclf.safety import send_json
 logger = logging.getLogger(__name__)
 EVENT_ROUTE = re.compile(r"/gradio_api/(queue/join|run/[^/]+|api/[^/]+|call/(v2/)?[^/]+)/?$")
 CHOICE_TYPES = ("dropdown", "radio", "checkboxgroup")
+UPLOAD_ROUTE = re.compile(r"/gradio_api/upload/?$")
+MAX_DEPTH = 32  # nesting of a request's inputs: a handler's inputs nest a few levels (a file reference: 3)
 
 
 class GradioGuard:
-    """ASGI middleware over the app that serves ``demo`` (see the module)."""
+    """ASGI middleware over the app that serves ``demo`` (see the module). With ``uploads_cap_mb``, an upload is
+    refused (507) while the upload folder already holds that much: visitors' files cannot fill the disk."""
 
-    def __init__(self, app: Any, demo: Any, uploads: str) -> None:
+    def __init__(self, app: Any, demo: Any, uploads: str, uploads_cap_mb: float | None = None) -> None:
         self.app, self.demo, self.uploads = app, demo, Path(uploads).resolve()
+        self.uploads_cap_mb = uploads_cap_mb
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope.get("method") != "POST" or not EVENT_ROUTE.search(scope.get("path", "")):
+        if scope["type"] != "http" or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        if self.uploads_cap_mb is not None and UPLOAD_ROUTE.search(scope.get("path", "")):
+            held = _folder_mb(self.uploads)
+            if held >= self.uploads_cap_mb:
+                logger.warning("textclf: refused (upload): the upload folder holds %.0f MB", held)
+                await send_json(send, 507, {"error": f"this app holds {held:,.0f} MB of uploads, its limit is "
+                                                     f"{self.uploads_cap_mb:,.0f} MB: try again later"})
+                return
+        if not EVENT_ROUTE.search(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
         messages, body = [], b""
@@ -57,15 +72,20 @@ class GradioGuard:
         """Why this request must not reach Gradio, or None. A body that is not JSON is Gradio's to refuse."""
         try:
             payload = json.loads(body)
+            refs = list(_file_refs(payload.get("data") if isinstance(payload, dict) else None))
+        except RecursionError:
+            return f"the request is nested more than {MAX_DEPTH} levels deep; send the handler's inputs as they are"
         except ValueError:
             return None
         if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
             return None
-        for ref in _file_refs(payload["data"]):
-            if not self._uploaded(ref):
-                return ("a file in this request was not uploaded to this server: upload the file first, then send "
-                        "the reference the upload returned")
-        inputs, updated = self._inputs(path, payload)
+        if any(not self._uploaded(ref) for ref in refs):
+            return ("a file in this request was not uploaded to this server: upload the file first, then send "
+                    "the reference the upload returned")
+        handler = self._inputs(path, payload)
+        if handler is None:
+            return "this app has no such handler: take the handlers from its /config"
+        inputs, updated = handler
         for i, (component, value) in enumerate(zip(inputs, payload["data"], strict=False)):
             # A component some handler updates may hold other choices in this session than the config's first ones:
             # its choices are the handler's (and Gradio's) to check.
@@ -83,9 +103,9 @@ class GradioGuard:
             return False
         return resolved.is_relative_to(self.uploads) and resolved != self.uploads
 
-    def _inputs(self, path: str, payload: dict[str, Any]) -> tuple[list[dict[str, Any]], set[int]]:
+    def _inputs(self, path: str, payload: dict[str, Any]) -> tuple[list[dict[str, Any]], set[int]] | None:
         """The input components of the handler this request runs (by fn_index, or by the api_name in its path), and
-        the ids of every component some handler updates."""
+        the ids of every component some handler updates; None when the Blocks have no such handler."""
         config = self.demo.config or {}
         components = {c["id"]: c for c in config.get("components", [])}
         deps = config.get("dependencies", [])
@@ -95,19 +115,29 @@ class GradioGuard:
         for dep in deps:
             if (api_name is not None and dep.get("api_name") == api_name) or (api_name is None and dep.get("id") == fn_index):
                 return [components.get(i, {}) for i in dep.get("inputs", [])], updated
-        return [], updated
+        return None
 
 
-def _file_refs(value: Any) -> Iterator[str]:
+def _folder_mb(folder: Path) -> float:
+    total = 0
+    for path in folder.rglob("*"):
+        with contextlib.suppress(OSError):  # a file deleted meanwhile (Gradio's cache cleaning)
+            total += path.lstat().st_size
+    return total / 1e6
+
+
+def _file_refs(value: Any, depth: int = 0) -> Iterator[str]:
     """Every path a value names as a file: Gradio treats a dict with a string "path" as a file reference."""
+    if depth > MAX_DEPTH:
+        raise RecursionError
     if isinstance(value, dict):
         if isinstance(value.get("path"), str):
             yield value["path"]
         for v in value.values():
-            yield from _file_refs(v)
+            yield from _file_refs(v, depth + 1)
     elif isinstance(value, list):
         for v in value:
-            yield from _file_refs(v)
+            yield from _file_refs(v, depth + 1)
 
 
 def _is_number(value: Any) -> bool:

@@ -379,6 +379,25 @@ def test_the_hub_box_never_reads_local_folders(served: dict[str, Any]) -> None:
         assert "train.csv" not in message and "__init__" not in message and "conftest" not in message
 
 
+def test_public_mode_downloads_no_large_hub_dataset(served: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from huggingface_hub import HfApi
+
+    asked: list[str] = []
+
+    def info(self: Any, repo_id: str, **kwargs: Any) -> Any:
+        asked.append(repo_id)
+        return SimpleNamespace(siblings=[SimpleNamespace(size=150_000_000), SimpleNamespace(size=90_000_000)])
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(HfApi, "dataset_info", info)
+    dash = served["dash"]
+    with pytest.raises(Exception, match="is 240 MB on the hub, the limit here is 200 MB"):
+        dash.describe_data(dash.resolve_data(None, None, "someone/huge"))
+    assert asked == ["someone/huge"]
+
+
 # ------------------------------------------------------------------------------------------------ public mode
 def test_public_mode_stop_is_for_the_session_that_started(served: dict[str, Any]) -> None:
     import subprocess

@@ -62,6 +62,7 @@ class DashboardConfig:
     max_studies: int | None = None  # studies in the storage: each keeps a model per backbone on disk
     cache_hours: float | None = None  # uploads and result files older than this are deleted (hourly)
     max_uploads_mb: float | None = None  # the upload folder, all visitors together
+    max_hub_dataset_mb: float | None = None  # a hub dataset the app downloads for a visitor
     # The backbones a visitor may pick: names only, so nobody can point the app at a folder on the server.
     backbones: list[str] = field(default_factory=lambda: list(ALL_BACKBONES))
     # Where files handed to the callbacks must lie: Gradio's upload folder (None: anywhere, for library use).
@@ -80,7 +81,7 @@ class DashboardConfig:
         if public:  # one visitor must not starve the others on a shared free CPU
             cfg.max_trials, cfg.max_train_samples, cfg.max_upload_mb, cfg.max_concurrent_studies = 8, 2000, 5.0, 1
             cfg.max_timeout_min, cfg.max_jobs, cfg.max_batch_rows, cfg.max_studies, cfg.cache_hours = 30.0, 1, 5000, 50, 6
-            cfg.max_uploads_mb = 2000.0
+            cfg.max_uploads_mb, cfg.max_hub_dataset_mb = 2000.0, 200.0
         return cfg
 
     def roots(self) -> list[str]:
@@ -311,8 +312,14 @@ class Dashboard:
         """Markdown summary, preview rows and a label-distribution chart of ``source`` (every name escaped)."""
         import plotly.graph_objects as go
 
-        from textclf.data import load_data
+        from textclf.data import hub_dataset_mb, load_data
 
+        cap = self.cfg.max_hub_dataset_mb
+        if cap is not None and source.startswith(HUB_PREFIX):
+            size = hub_dataset_mb(source.removeprefix(HUB_PREFIX))
+            if size is not None and size > cap:
+                raise DataError(f"dataset {source.removeprefix(HUB_PREFIX)!r} is {size:,.0f} MB on the hub, the limit "
+                                f"here is {cap:,.0f} MB: upload a sample of it as a file instead")
         data = load_data(source, max_train_samples=self.cfg.max_train_samples)
         d = data.describe()
         counts = [0] * data.num_labels

@@ -238,6 +238,20 @@ def _read_local(path: Path) -> dict[str, Any]:
     return {"train": _read_file(path)}
 
 
+def hub_dataset_mb(hub_id: str, timeout: float = 10.0) -> float | None:
+    """The size of a hub dataset's files in MB (all of its configs), or None when the hub cannot say (offline, an
+    unknown id: loading it then gives the real error)."""
+    if hub_offline():
+        return None
+    from huggingface_hub import HfApi
+
+    try:
+        info = HfApi().dataset_info(hub_id, files_metadata=True, timeout=timeout)
+    except Exception:  # network errors, unknown or gated repos: the loader reports those in its own words
+        return None
+    return sum(s.size or 0 for s in info.siblings or []) / 1e6
+
+
 def _read_hub(hub_id: str, config: str | None, local_hint: bool = True) -> dict[str, Any]:
     import datasets
 

@@ -20,10 +20,11 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from textclf.data import HUB_PREFIX
 from textclf.errors import ConfigError, DataError, TextclfError
 from textclf.metrics import THRESHOLD_MODES
 from textclf.safety import (
@@ -41,7 +42,11 @@ from textclf.train import CLASS_WEIGHTS
 ALL_BACKBONES = ["minilm", "scratch:minilm", "bert", "roberta", "xlnet", "distilbert", "distilroberta"]
 DATA_CHOICES = ["demo", "demo-multilabel", "sst2", "trec", "emotion", "ag_news", "banking77", "sms_spam", "go_emotions"]
 BEST = "(best available)"
-HUB_PREFIX = "hub:"  # a data source typed into the hub box: never read as a local path, in the app or its workers
+# Public mode (a Space): what one visitor may use of a shared free CPU, its disk and its network.
+PUBLIC_LIMITS: dict[str, Any] = {
+    "max_trials": 8, "max_train_samples": 2000, "max_upload_mb": 5.0, "max_concurrent_studies": 1,
+    "max_timeout_min": 30.0, "max_jobs": 1, "max_batch_rows": 5000, "max_studies": 50, "cache_hours": 6.0,
+    "max_uploads_mb": 2000.0, "max_hub_dataset_mb": 200.0}
 HUB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95})?")
 
 
@@ -78,11 +83,7 @@ class DashboardConfig:
             public = bool(os.environ.get("SPACE_ID")) or os.environ.get("TEXTCLF_PUBLIC", "") in ("1", "true", "yes")
         folder = Path(studies_dir or os.environ.get("TEXTCLF_STUDIES_DIR", "studies")).expanduser().resolve()
         cfg = cls(storage=storage or os.environ.get("TEXTCLF_STORAGE"), studies_dir=folder, public=public)
-        if public:  # one visitor must not starve the others on a shared free CPU
-            cfg.max_trials, cfg.max_train_samples, cfg.max_upload_mb, cfg.max_concurrent_studies = 8, 2000, 5.0, 1
-            cfg.max_timeout_min, cfg.max_jobs, cfg.max_batch_rows, cfg.max_studies, cfg.cache_hours = 30.0, 1, 5000, 50, 6
-            cfg.max_uploads_mb, cfg.max_hub_dataset_mb = 2000.0, 200.0
-        return cfg
+        return replace(cfg, **PUBLIC_LIMITS) if public else cfg
 
     def roots(self) -> list[str]:
         """Folders whose paths a visitor is never shown."""

@@ -247,3 +247,26 @@ def test_study_form_passes_thresholds_and_class_weights_to_the_worker(tmp_path: 
     with pytest.raises(ConfigError, match="thresholds must be one of global, per_class, got 'each'"):
         dash.start_study("ml", "demo-multilabel", ["minilm"], 2, None, (1e-5, 1e-4), (1, 10), [16], None, "median",
                          threshold_mode="each")
+
+
+def test_best_model_ranks_by_each_studys_metric_and_passes_over_a_broken_folder(tmp_path: Path) -> None:
+    import json
+
+    from textclf.dashboard import ModelStore
+
+    def kept(study: str, metric: str | None, validation: dict) -> None:
+        folder = tmp_path / study / "tiny-bert"
+        folder.mkdir(parents=True)
+        info = {"label_names": ["a", "b"], "task": "single_label", "backbone": "tiny-bert",
+                "metrics": {"validation": validation}, "metric": metric}
+        (folder / "textclf.json").write_text(json.dumps(info), encoding="utf-8")
+
+    kept("by-f1", "macro_f1", {"accuracy": 0.95, "macro_f1": 0.60})  # chosen on F1: 0.60 is its score
+    kept("by-acc", "accuracy", {"accuracy": 0.80, "macro_f1": 0.79})
+    kept("old", None, {"accuracy": 0.70})  # kept before the metric was recorded: the task's default
+    (tmp_path / "broken" / "tiny-bert").mkdir(parents=True)
+    (tmp_path / "broken" / "tiny-bert" / "textclf.json").write_text("{not json", encoding="utf-8")
+    store = ModelStore(tmp_path)
+    assert len(store.available()) == 4 and store.best() == "by-acc / tiny-bert"
+    with pytest.raises(TextclfError, match=r"textclf\.json cannot be read"):
+        store.get("broken / tiny-bert")

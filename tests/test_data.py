@@ -71,6 +71,15 @@ def test_max_train_samples_is_a_stratified_subsample(tmp_path: Path) -> None:
     assert any("subsample" in n for n in data.notes)
 
 
+def test_a_split_that_cannot_be_stratified_says_so(tmp_path: Path) -> None:
+    rows = "text,label\n" + "".join(f"t{i},{'rare' if i == 0 else 'common'}\n" for i in range(30))  # one 'rare' row
+    data = load_data(str(write(tmp_path / "d.csv", rows)))
+    assert any(n.startswith("validation: not stratified (a class has a single row)") for n in data.notes)
+    assert any("carved 3 rows (10%) from train, at random" in n for n in data.notes)
+    stratified = load_data(str(write(tmp_path / "e.csv", csv_rows(100, ("a", "b")))))
+    assert not any("not stratified" in n for n in stratified.notes)
+
+
 def test_integer_labels_and_explicit_columns(tmp_path: Path) -> None:
     rows = "id,body,y\n" + "".join(f"{i},text {i},{i % 3}\n" for i in range(30))
     data = load_data(str(write(tmp_path / "d.csv", rows)), text_column="body", label_column="y")

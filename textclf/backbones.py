@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from textclf.errors import BackboneUnavailable
+from textclf.errors import BackboneUnavailable, ConfigError
 
 SCRATCH_PREFIX = "scratch:"
 # Config attributes that hold dropout probabilities, per architecture family (only those present are set).
@@ -75,11 +75,11 @@ _REGISTRY: dict[str, Backbone] = {}
 def register_backbone(backbone: Backbone, *, overwrite: bool = False) -> Backbone:
     """Add ``backbone`` to the registry so studies, the CLI and the app can name it."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", backbone.name):
-        raise ValueError(f"backbone name {backbone.name!r} must be letters, digits, '_', '-' or '.'")
+        raise ConfigError(f"backbone name {backbone.name!r} must be letters, digits, '_', '-' or '.'")
     if backbone.padding_side not in ("left", "right"):
-        raise ValueError(f"padding_side must be 'left' or 'right', got {backbone.padding_side!r}")
+        raise ConfigError(f"padding_side must be 'left' or 'right', got {backbone.padding_side!r}")
     if backbone.name in _REGISTRY and not overwrite:
-        raise ValueError(f"backbone {backbone.name!r} is already registered; pass overwrite=True to replace it")
+        raise ConfigError(f"backbone {backbone.name!r} is already registered; pass overwrite=True to replace it")
     _REGISTRY[backbone.name] = backbone
     return backbone
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import html
+import logging
 import math
 import os
 import re
@@ -38,6 +39,8 @@ from textclf.safety import (
     upload_dir,
 )
 from textclf.train import CLASS_WEIGHTS
+
+logger = logging.getLogger(__name__)
 
 ALL_BACKBONES = ["minilm", "scratch:minilm", "bert", "roberta", "xlnet", "distilbert", "distilroberta"]
 DATA_CHOICES = ["demo", "demo-multilabel", "sst2", "trec", "emotion", "ag_news", "banking77", "sms_spam", "go_emotions"]
@@ -215,14 +218,21 @@ class ModelStore:
         return out
 
     def best(self) -> str | None:
-        """The model with the highest validation score (of its own study's metric) on disk."""
+        """The model with the highest validation score, each by its own study's metric (folders kept before the
+        metric was recorded: the task's default), on disk. A folder that cannot be read is passed over."""
         from textclf.export import ModelInfo
+        from textclf.metrics import default_metric
 
         scored = []
         for name, folder in self.available().items():
-            info = ModelInfo.load(folder)
-            val = info.metrics.get("validation", {})
-            scored.append((val.get("accuracy" if info.task == "single_label" else "macro_f1", 0.0), name))
+            try:
+                info = ModelInfo.load(folder)
+            except TextclfError as exc:
+                logger.warning("textclf: model %s passed over: %s", name, exc)
+                continue
+            value = info.metrics.get("validation", {}).get(info.metric or default_metric(info.task))
+            if isinstance(value, (int, float)):
+                scored.append((float(value), name))
         return max(scored)[1] if scored else None
 
     def _cached(self, key: str) -> Any:

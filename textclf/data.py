@@ -403,19 +403,25 @@ def _take(split: Split, idx: Any) -> Split:
     return Split([split.texts[i] for i in idx], [split.labels[i] for i in idx])
 
 
-def stratified_split(split: Split, task: Task, size: int | float, seed: int) -> tuple[Split, Split]:
-    """Split off ``size`` rows (a count or a fraction), stratified by label where every class has two rows."""
+def stratified_split(split: Split, task: Task, size: int | float, seed: int,
+                     notes: list[str] | None = None, what: str = "split") -> tuple[Split, Split]:
+    """Split off ``size`` rows (a count or a fraction), stratified by label where every class has two rows; when it
+    cannot be, a seeded random split, and ``notes`` (if given) says so and why."""
     from sklearn.model_selection import train_test_split
 
     idx = list(range(len(split)))
     strat = _stratify_key(split.labels, task)
     n_take = size if isinstance(size, int) else max(1, round(size * len(idx)))
+    why = "a class has a single row" if strat is None else None
     if strat is not None and n_take < len(set(strat)):
-        strat = None  # fewer rows than classes: stratification is impossible
+        strat, why = None, f"{n_take} rows are fewer than the {len(set(strat))} classes"
     try:
         keep, take = train_test_split(idx, test_size=n_take, random_state=seed, stratify=strat)
-    except ValueError:  # a class too small for the requested stratified split: fall back to a seeded random split
+    except ValueError:  # a class too small for the requested stratified split
         keep, take = train_test_split(idx, test_size=n_take, random_state=seed)
+        why = "a class has too few rows for a stratified split of this size"
+    if why and notes is not None:
+        notes.append(f"{what}: not stratified ({why}): a seeded random split instead")
     return _take(split, sorted(keep)), _take(split, sorted(take))
 
 
@@ -523,14 +529,18 @@ def load_data(
         if len(train) < 4:
             raise DataError(f"{source!r}: {len(train)} training rows are too few to carve a validation split; "
                             "add rows or a validation file")
-        train, validation = stratified_split(train, task, validation_fraction, seed)
+        said = len(notes)
+        train, validation = stratified_split(train, task, validation_fraction, seed, notes, "validation")
+        how = "stratified" if len(notes) == said else "at random"
         notes.append(f"validation: no validation split given; carved {len(validation)} rows "
-                     f"({validation_fraction:.0%}) from train, stratified, seed {seed}")
+                     f"({validation_fraction:.0%}) from train, {how}, seed {seed}")
     assert validation is not None
     if max_train_samples is not None and max_train_samples < len(train):
         n_before = len(train)
-        _, train = stratified_split(train, task, max_train_samples, seed)
-        notes.append(f"train: stratified subsample of {len(train)} of {n_before} rows (seed {seed})")
+        said = len(notes)
+        _, train = stratified_split(train, task, max_train_samples, seed, notes, "train")
+        how = "stratified" if len(notes) == said else "random"
+        notes.append(f"train: {how} subsample of {len(train)} of {n_before} rows (seed {seed})")
     if task == "single_label" and len(set(train.labels)) < 2:
         raise DataError(f"{source!r}: the training rows left hold one class only; use more rows")
     return TextData(train=train, validation=validation, test=test, label_names=label_names, task=task,

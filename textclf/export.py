@@ -39,6 +39,7 @@ class ModelInfo:
     data: dict[str, Any] = field(default_factory=dict)
     study: str | None = None
     trial: int | None = None
+    metric: str | None = None  # the study's metric: what "best" means for this model (older folders: the task's default)
 
     @classmethod
     def load(cls, folder: str | Path) -> ModelInfo:
@@ -46,8 +47,15 @@ class ModelInfo:
         if not path.is_file():
             raise TextclfError(f"{folder} is not a textclf model folder: {META_FILE} is missing; "
                                "pass a folder written by 'python -m textclf export'")
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        return cls(**{k: v for k, v in raw.items() if k in cls.__dataclass_fields__})
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            info = cls(**{k: v for k, v in raw.items() if k in cls.__dataclass_fields__})
+        except (OSError, ValueError, TypeError) as exc:  # unreadable, not JSON, or not an object of these fields
+            raise TextclfError(f"{Path(folder).name}: its {META_FILE} cannot be read ({type(exc).__name__}); "
+                               "export the model again") from None
+        if not isinstance(info.label_names, list) or not isinstance(info.metrics, dict):
+            raise TextclfError(f"{Path(folder).name}: its {META_FILE} lacks label names or metrics; export the model again")
+        return info
 
 
 def _model_card(info: ModelInfo) -> str:

@@ -556,7 +556,7 @@ class _Runner:
             return
         info = ModelInfo(label_names=self.data.label_names, task=self.data.task, backbone=backbone, threshold=threshold,
                          metrics={"validation": metrics}, params=params, data=self.data.describe(),
-                         study=self.cfg.study, trial=trial.number)
+                         study=self.cfg.study, trial=trial.number, metric=self.metric)
         try:
             save_model(model, tok, out, info)
         except (OSError, TextclfError) as exc:

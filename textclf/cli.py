@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -25,7 +26,9 @@ def _csv_list(value: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m textclf", description="Fine-tune and compare transformer text "
+    # "textclf" when run as the console script `pip install .` makes, "python -m textclf" from a checkout.
+    prog = "textclf" if os.path.basename(sys.argv[0] or "") == "textclf" else "python -m textclf"
+    parser = argparse.ArgumentParser(prog=prog, description="Fine-tune and compare transformer text "
                                      "classifiers with Optuna studies.")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -17,156 +17,30 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from textclf.backbones import check_available, head_prefixes, load_model, load_tokenizer, resolve_backbone
+from textclf.config import (
+    SearchSpace,
+    StudyConfig,
+    adopt_stored,
+    check_resume,
+    check_study_name,
+    preset_keys,
+)
 from textclf.data import TextData, load_data
 from textclf.errors import ConfigError, TextclfError
 from textclf.export import META_FILE, ModelInfo, save_model
-from textclf.metrics import METRICS, THRESHOLD_MODES, default_metric, detailed_report
-from textclf.train import CLASS_WEIGHTS, Encoded, TrainConfig, encode, train
+from textclf.metrics import default_metric, detailed_report
+from textclf.train import Encoded, TrainConfig, encode, train
 
-PRUNERS = ("median", "sha", "hyperband", "none")
-STUDY_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
-MAX_STUDY_NAME = 100
-MIN_MAX_LENGTH = 4  # tokens per text, special tokens included: room for at least a word or two
 ATTR = "textclf"  # the study user attribute that records how the study was set up
-
-
-@dataclass
-class SearchSpace:
-    """Ranges searched by TPE. Defaults follow the BERT/RoBERTa fine-tuning recipes (lr 1e-5..1e-4, batch 16/32,
-    weight decay 0.01, warmup 6-10%, 2-4 epochs), widened upwards for small models such as MiniLM."""
-
-    lr: tuple[float, float] = (1e-5, 3e-4)
-    head_lr_ratio: tuple[float, float] = (1.0, 100.0)
-    batch_sizes: tuple[int, ...] = (16, 32)
-    weight_decay: tuple[float, float] = (0.0, 0.1)
-    warmup_fraction: tuple[float, float] = (0.0, 0.2)
-    epochs: tuple[int, int] = (2, 5)
-
-    def __post_init__(self) -> None:
-        for name in ("lr", "head_lr_ratio", "weight_decay", "warmup_fraction", "epochs"):
-            low, high = getattr(self, name)
-            if not (math.isfinite(low) and math.isfinite(high)) or low > high:
-                raise ConfigError(f"{name} range must be low <= high, got ({low}, {high}); swap the bounds")
-        for name in ("lr", "head_lr_ratio"):
-            if getattr(self, name)[0] <= 0:
-                raise ConfigError(f"{name} range must be positive (it is searched on a log scale), got {getattr(self, name)}")
-        if self.lr[1] > 1:
-            raise ConfigError(f"lr range must lie within (0, 1], got {self.lr}: fine-tuning learning rates are "
-                              "around 1e-5 to 3e-4; did you mean those?")
-        if self.epochs[0] < 1:
-            raise ConfigError(f"epochs range must start at 1 or more, got {self.epochs}")
-        if not self.batch_sizes or any(int(b) < 1 for b in self.batch_sizes):
-            raise ConfigError(f"batch_sizes must be positive integers, got {self.batch_sizes}")
-        if not (self.warmup_fraction[0] >= 0 and self.warmup_fraction[1] < 1):
-            raise ConfigError(f"warmup_fraction range must lie in [0, 1), got {self.warmup_fraction}")
-
-
-@dataclass
-class StudyConfig:
-    """One ``run``: which study, on which data, over which backbones, with how much budget."""
-
-    study: str
-    data: str
-    backbones: list[str] | None = None
-    trials: int = 10
-    timeout: float | None = None
-    storage: str | None = None
-    max_train_samples: int | None = None
-    epochs: int | None = None
-    metric: str | None = None
-    seed: int = 42
-    pruner: str | None = None  # "median" (default), "sha", "hyperband" or "none"; a resume keeps the study's
-    space: SearchSpace | None = None  # None: the stored study's space when resuming, else the defaults
-    max_length: int = 128
-    evals_per_epoch: int | None = None  # None: enough for 4 evaluations (pruning chances) per trial
-    pruning_eval_rows: int | None = 512  # mid-epoch evaluations (pruning only) score this many validation rows; None: all
-    progressive_pruning: bool = True  # first epoch: those score the training rows since the last one instead (free)
-    layer_decay: float = 1.0
-    dropout: float | None = None
-    early_stopping_patience: int | None = None
-    text_column: str | None = None
-    label_column: str | None = None
-    task: str | None = None
-    models_dir: str | None = None
-    precision: str = "auto"
-    seeds: int = 0  # re-run each backbone's best configuration with this many more seeds
-    threshold_mode: str | None = None  # multi-label decision thresholds, chosen on validation: "global" (default) or "per_class"
-    class_weight: str | None = None  # "none" (default) or "balanced": loss weighted by inverse class frequency
-    jobs: int = 1  # trials run side by side, each in its own process, sharing the CPU's threads (see textclf.workers)
-
-
-    def __post_init__(self) -> None:
-        check_study_name(self.study)
-        for name in ("trials", "max_length", "seed", "jobs", "seeds", "epochs", "max_train_samples", "evals_per_epoch",
-                     "pruning_eval_rows", "early_stopping_patience"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ConfigError(f"{name} must be a whole number, got {value!r}")
-        if self.trials < 1:
-            raise ConfigError(f"trials must be at least 1, got {self.trials}")
-        if self.timeout is not None and (isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float))
-                                         or not math.isfinite(self.timeout) or self.timeout <= 0):
-            raise ConfigError(f"timeout must be a positive, finite number of seconds, got {self.timeout!r}")
-        if self.max_length < MIN_MAX_LENGTH:
-            raise ConfigError(f"max_length must be at least {MIN_MAX_LENGTH} tokens (special tokens included), "
-                              f"got {self.max_length}")
-        if self.epochs is not None and self.epochs < 1:
-            raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
-        if self.metric is not None and self.metric not in METRICS:
-            raise ConfigError(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
-        if self.dropout is not None and not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.pruning_eval_rows is not None and self.pruning_eval_rows < 1:
-            raise ConfigError(f"pruning_eval_rows must be at least 1 (or None for all rows), got {self.pruning_eval_rows}")
-        if not isinstance(self.progressive_pruning, bool):
-            raise ConfigError(f"progressive_pruning must be true or false, got {self.progressive_pruning!r}")
-        if self.evals_per_epoch is not None and self.evals_per_epoch < 1:
-            raise ConfigError(f"evals_per_epoch must be at least 1, got {self.evals_per_epoch}")
-        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
-            raise ConfigError(f"early_stopping_patience must be at least 1, got {self.early_stopping_patience}")
-        if not 1 <= self.jobs <= 64:
-            raise ConfigError(f"jobs must be between 1 and 64 (trials run side by side), got {self.jobs}")
-        if not 0 <= self.seeds <= 20:
-            raise ConfigError(f"seeds must be between 0 and 20, got {self.seeds}")
-        if self.threshold_mode is not None and self.threshold_mode not in THRESHOLD_MODES:
-            raise ConfigError(f"threshold_mode must be one of {THRESHOLD_MODES}, got {self.threshold_mode!r}")
-        if self.class_weight is not None and self.class_weight not in CLASS_WEIGHTS:
-            raise ConfigError(f"class_weight must be one of {CLASS_WEIGHTS}, got {self.class_weight!r}")
-        if self.pruner is not None and self.pruner not in PRUNERS:
-            raise ConfigError(f"pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
-        if self.backbones is not None:
-            self.backbones = [b.strip() for b in self.backbones if b.strip()]
-            if not self.backbones:
-                raise ConfigError("backbones is empty; name at least one, e.g. minilm")
-            if len(set(self.backbones)) != len(self.backbones):
-                raise ConfigError(f"backbones lists a name twice: {self.backbones}")
-
-
-def check_study_name(name: str) -> str:
-    if isinstance(name, str) and len(name) > MAX_STUDY_NAME:
-        raise ConfigError(f"study name is {len(name)} characters long, at most {MAX_STUDY_NAME} are allowed; "
-                          "choose a shorter name")
-    if not isinstance(name, str) or not STUDY_NAME_RE.fullmatch(name) or ".." in name:
-        raise ConfigError(f"study name {name!r} is not allowed: use letters, digits, '_', '-' and '.', "
-                          "starting with a letter or digit (no paths)")
-    return name
 
 
 # ------------------------------------------------------------------------------------------------------ storage
 def studies_dir() -> Path:
     return Path(os.environ.get("TEXTCLF_STUDIES_DIR", "studies")).expanduser().resolve()
-
-
-PRESET_KEYS = {"data", "backbones", "trials", "timeout", "max_train_samples", "epochs", "metric", "seed", "pruner",
-               "lr_range", "ratio_range", "batch_sizes", "max_length", "evals_per_epoch", "pruning_eval_rows",
-               "progressive_pruning",
-               "text_column", "label_column", "task", "storage", "dropout", "early_stopping_patience", "seeds",
-               "threshold_mode", "class_weight", "jobs"}
 
 
 def load_preset(study: str) -> dict[str, Any]:
@@ -180,9 +54,9 @@ def load_preset(study: str) -> dict[str, Any]:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read study preset {path}: {exc}; fix the TOML") from exc
-    unknown = sorted(set(raw) - PRESET_KEYS)
+    unknown = sorted(set(raw) - preset_keys())
     if unknown:
-        raise ConfigError(f"study preset {path} has unknown keys {unknown}; allowed: {', '.join(sorted(PRESET_KEYS))}")
+        raise ConfigError(f"study preset {path} has unknown keys {unknown}; allowed: {', '.join(sorted(preset_keys()))}")
     return raw
 
 
@@ -218,13 +92,16 @@ def open_storage(url: Any = None) -> Any:
     # Heartbeats: a worker that dies mid-trial leaves a RUNNING trial; once its heartbeat is older than the grace
     # period, the next trial started on this storage (by any worker) marks it failed and enqueues a retry.
     interval = int(os.environ.get("TEXTCLF_HEARTBEAT_S", "30"))
+    # SQLite takes one writer at a time and makes the others wait up to this long (its default, 5 s, was passed on
+    # a loaded machine while the dashboard read the study every few seconds: a finished trial's commit failed).
+    engine_kwargs = {"connect_args": {"timeout": 60}} if resolved.startswith("sqlite") else None
     attempt = 0
     while True:
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna: stderr stays for our own lines
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(
-                    resolved, heartbeat_interval=interval, grace_period=3 * interval,
+                    resolved, heartbeat_interval=interval, grace_period=3 * interval, engine_kwargs=engine_kwargs,
                     heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
         except ModuleNotFoundError as exc:
             raise ConfigError(f"storage {redact(resolved)!r} needs the Python package {exc.name!r}; pip install it") from exc
@@ -607,21 +484,9 @@ def _stored_attrs(storage: Any, name: str, wait_s: float = 0.0) -> dict[str, Any
 
 
 def _setup_attrs(study: Any, cfg: StudyConfig, backbones: list[str], metric: str, models_dir: Path) -> dict[str, Any]:
-    return {"data": cfg.data, "text_column": cfg.text_column, "label_column": cfg.label_column, "task": cfg.task,
-            "max_train_samples": cfg.max_train_samples, "seed": cfg.seed, "backbones": backbones, "metric": metric,
-            "max_length": cfg.max_length, "epochs": cfg.epochs, "space": asdict(cfg.space),
-            "threshold_mode": cfg.threshold_mode, "class_weight": cfg.class_weight, "pruner": cfg.pruner,
-            "models_dir": str(models_dir)}
-
-
-def _adopt_stored(cfg: StudyConfig, stored: dict[str, Any]) -> None:
-    """Settings not given again are the study's own, so a bare resume samples the same data, space and loss."""
-    for key in ("epochs", "max_train_samples", "text_column", "label_column", "task", "threshold_mode", "class_weight",
-                "pruner"):
-        if getattr(cfg, key) is None:
-            setattr(cfg, key, stored.get(key))
-    if cfg.space is None and stored.get("space"):
-        cfg.space = SearchSpace(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored["space"].items()})
+    """What the new study records of its setup: the config's stored settings, with the backbones, metric and models
+    folder as this run resolved them."""
+    return cfg.stored() | {"backbones": backbones, "metric": metric, "models_dir": str(models_dir)}
 
 
 def _fill_defaults(cfg: StudyConfig) -> None:
@@ -629,20 +494,6 @@ def _fill_defaults(cfg: StudyConfig) -> None:
     cfg.pruner = cfg.pruner or "median"
     cfg.threshold_mode = cfg.threshold_mode or "global"
     cfg.class_weight = cfg.class_weight or "none"
-
-
-def _check_resume(stored: dict[str, Any], cfg: StudyConfig, backbones: list[str] | None, metric: str | None) -> None:
-    """A resumed study must keep its data, backbones and metric, or its trials stop being comparable."""
-    wanted = {"data": cfg.data, "max_train_samples": cfg.max_train_samples, "seed": cfg.seed,
-              "backbones": backbones, "metric": metric, "epochs": cfg.epochs,
-              "space": asdict(cfg.space) if cfg.space is not None else None,
-              "threshold_mode": cfg.threshold_mode, "class_weight": cfg.class_weight}
-    for key, value in wanted.items():
-        if key == "space" and value is not None and key in stored:
-            value = {k: list(v) if isinstance(v, tuple) else v for k, v in value.items()}
-        if value is not None and key in stored and stored[key] != value:
-            raise ConfigError(f"study {cfg.study!r} was created with {key}={stored[key]!r} but this run asks for "
-                              f"{key}={value!r}; rerun with the study's settings or use a new --study name")
 
 
 def load_study_data(cfg: StudyConfig) -> TextData:
@@ -709,8 +560,8 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
     storage = open_storage(storage_url)
     stored = _stored_attrs(storage, cfg.study)
     if stored:
-        _check_resume(stored, cfg, cfg.backbones, cfg.metric)
-        _adopt_stored(cfg, stored)
+        check_resume(stored, cfg, cfg.backbones, cfg.metric)
+        adopt_stored(cfg, stored)
     cfg.space = cfg.space or SearchSpace()
     backbones = cfg.backbones or stored.get("backbones") or ["minilm"]
     for name in backbones:  # fail before any data is tokenised or any trial starts
@@ -729,8 +580,8 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
         except optuna.exceptions.DuplicatedStudyError:
             joined = True
             stored = _stored_attrs(storage, cfg.study, wait_s=120)
-            _check_resume(stored, cfg, cfg.backbones, cfg.metric)
-            _adopt_stored(cfg, stored)
+            check_resume(stored, cfg, cfg.backbones, cfg.metric)
+            adopt_stored(cfg, stored)
             study = optuna.load_study(study_name=cfg.study, storage=storage)
         else:
             _fill_defaults(cfg)

@@ -48,7 +48,9 @@ def app_url(tmp_path_factory: pytest.TempPathFactory, tiny_models: dict):
                           models_dir=str(studies / "models" / "html"),
                           space=SearchSpace(lr=(1e-3, 1e-3), batch_sizes=(16,))), progress=False, log=lambda _: None)
     port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TEXTCLF_STUDIES_DIR": str(studies)}
+    # Its own upload folder: another app on this machine writing the same upload path cannot race it.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TEXTCLF_STUDIES_DIR": str(studies),
+           "GRADIO_TEMP_DIR": str(studies.parent / "uploads")}
     env.pop("TEXTCLF_STORAGE", None)
     proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import socket
 import threading
@@ -70,6 +71,9 @@ def served(tiny_models: dict, tmp_path_factory: pytest.TempPathFactory) -> Itera
     secret = root / "secret.csv"
     secret.write_text(f"text,label\n{SECRET} one,a\n{SECRET} two,b\n{SECRET} three,a\n{SECRET} four,b\n",
                       encoding="utf-8")
+    # Its own upload folder (public mode deletes the files it made there): nothing else on the machine shares it.
+    previous = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(root / "uploads")
     cfg = DashboardConfig.from_env(storage=storage, studies_dir=studies, public=True)
     dash = Dashboard(cfg)
     app = build_app(dash, build_demo(dashboard=dash))
@@ -88,6 +92,10 @@ def served(tiny_models: dict, tmp_path_factory: pytest.TempPathFactory) -> Itera
     yield {"base": base, "dash": dash, "secret": secret, "root": root, "data": data}
     server.should_exit = True
     thread.join(10)
+    if previous is None:
+        os.environ.pop("GRADIO_TEMP_DIR", None)
+    else:
+        os.environ["GRADIO_TEMP_DIR"] = previous
 
 
 # ------------------------------------------------------------------------------------------------ the queue protocol
@@ -421,14 +429,14 @@ def test_public_mode_stop_is_for_the_session_that_started(served: dict[str, Any]
 
 def test_public_mode_caps_hold_on_resume_and_seeds(served: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     dash = served["dash"]
-    started: list[list[str]] = []
-    monkeypatch.setattr(dash.studies, "start", lambda study, args, owner=None: started.append(args))
+    started: list[Any] = []
+    monkeypatch.setattr(dash.studies, "start", lambda cfg, owner=None: started.append(cfg))
     monkeypatch.setattr(dash.cfg, "max_train_samples", 100)  # the stored study trains on 216 rows
     with pytest.raises(ConfigError, match="the limit here is 100"):
         dash.resume_study("html", 2, None)
     monkeypatch.setattr(dash.cfg, "max_train_samples", 2000)
     assert "resumed" in dash.resume_study("html", 2, None)
-    assert started[-1][started[-1].index("--timeout") + 1] == str(30 * 60.0)  # every public study ends
+    assert started[-1].timeout == 30 * 60.0 and started[-1].data == str(served["data"])  # every public study ends
     with pytest.raises(ConfigError, match="the limit here is 8"):
         dash.start_study("s", "demo", ["minilm", "scratch:minilm"], 4, None, (1e-5, 1e-4), (1, 10), [16], None,
                          "median", seeds=3)

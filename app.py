@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from textclf.config import PRUNERS
 from textclf.dashboard import BEST, DATA_CHOICES, Dashboard, DashboardConfig
 from textclf.errors import TextclfError
 from textclf.gradio_guard import GradioGuard
@@ -150,7 +151,7 @@ def _study_section(dash: Dashboard, source: gr.State) -> tuple[gr.Dataframe, gr.
         with gr.Row():
             trials = gr.Slider(1, cfg.max_trials, value=min(6, cfg.max_trials), step=1, label="Trials to add")
             timeout = gr.Number(value=0, label="Time budget (minutes, 0 = none)")
-            pruner = gr.Dropdown(["median", "sha", "hyperband", "none"], value="median", label="Pruner")
+            pruner = gr.Dropdown(list(PRUNERS), value="median", label="Pruner")
         with gr.Accordion("Search space", open=False):
             with gr.Row():
                 lr_lo = gr.Number(value=1e-5, label="encoder LR from")

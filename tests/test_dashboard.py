@@ -229,22 +229,44 @@ def test_rest_predict_endpoint_beside_the_dashboard(trained: Dashboard) -> None:
         assert client.get("/").status_code == 200  # the dashboard itself
 
 
-def test_study_form_passes_thresholds_and_class_weights_to_the_worker(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_study_form_hands_the_worker_the_config_it_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker gets the StudyConfig itself (run --config), not a command line rebuilt from it, and a
+    studies/NAME.toml preset of the same name does not join in."""
+    import json
+    import subprocess
+
+    from textclf.cli import _run_config, build_parser
+    from textclf.config import StudyConfig
+
     dash = Dashboard(DashboardConfig.from_env(studies_dir=tmp_path))
-    started: list[list[str]] = []
-    monkeypatch.setattr(dash.studies, "start", lambda study, args, owner=None: started.append(args))
+    commands: list[list[str]] = []
+
+    class Done:
+        pid, returncode = 0, 0
+
+        def __init__(self, cmd: list[str], **kwargs: object) -> None:
+            commands.append(cmd)
+
+        def poll(self) -> int:
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", Done)
+    (tmp_path / "ml.toml").write_text('data = "demo"\ntrials = 40\nepochs = 7\n', encoding="utf-8")
     dash.start_study("ml", "demo-multilabel", ["minilm"], 2, None, (1e-5, 1e-4), (1, 10), [16], None, "median",
-                     threshold_mode="per_class", class_weight="balanced")
-    args = started[0]
-    assert args[args.index("--thresholds") + 1] == "per_class" and args[args.index("--class-weight") + 1] == "balanced"
-    assert "--jobs" not in args  # one at a time unless asked
-    dash.start_study("ml", "demo-multilabel", ["minilm"], 2, None, (1e-5, 1e-4), (1, 10), [16], None, "median", jobs=2)
-    assert started[1][started[1].index("--jobs") + 1] == "2"
+                     threshold_mode="per_class", class_weight="balanced", jobs=2)
+    cmd = commands[0]
+    assert cmd[2:6] == ["textclf", "run", "--study", "ml"] and cmd[6] == "--config" and len(cmd) == 8
+    handed = StudyConfig.from_dict(json.loads(Path(cmd[7]).read_text(encoding="utf-8")))
+    assert (handed.threshold_mode, handed.class_weight, handed.jobs, handed.trials) == ("per_class", "balanced", 2, 2)
+    assert handed.data == "demo-multilabel" and handed.epochs is None and handed.storage == dash.cfg.storage_url
+    monkeypatch.setenv("TEXTCLF_STUDIES_DIR", str(tmp_path))
+    assert _run_config(build_parser().parse_args(cmd[3:])) == handed  # the worker's config, the preset left out
+    with pytest.raises(ConfigError, match="--config gives every setting; drop --trials"):
+        _run_config(build_parser().parse_args([*cmd[3:], "--trials", "3"]))
     with pytest.raises(ConfigError, match="trials side by side must be between 1 and"):
         dash.start_study("ml", "demo-multilabel", ["minilm"], 2, None, (1e-5, 1e-4), (1, 10), [16], None, "median",
                          jobs=(os.cpu_count() or 1) + 1)
-    with pytest.raises(ConfigError, match="thresholds must be one of global, per_class, got 'each'"):
+    with pytest.raises(ConfigError, match="threshold_mode must be one of global, per_class, got 'each'"):
         dash.start_study("ml", "demo-multilabel", ["minilm"], 2, None, (1e-5, 1e-4), (1, 10), [16], None, "median",
                          threshold_mode="each")
 

@@ -14,7 +14,7 @@ _EXPORTS = {
     "load_data": "textclf.data", "TextData": "textclf.data", "Split": "textclf.data",
     "Backbone": "textclf.backbones", "register_backbone": "textclf.backbones", "resolve_backbone": "textclf.backbones",
     "TrainConfig": "textclf.train", "train": "textclf.train",
-    "SearchSpace": "textclf.study", "StudyConfig": "textclf.study", "run_study": "textclf.study",
+    "SearchSpace": "textclf.config", "StudyConfig": "textclf.config", "run_study": "textclf.study",
     "summarize": "textclf.study", "load_study": "textclf.study",
     "save_model": "textclf.export", "ModelInfo": "textclf.export",
     "Predictor": "textclf.predict", "Prediction": "textclf.predict",

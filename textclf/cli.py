@@ -14,15 +14,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from textclf.config import add_run_arguments
 from textclf.errors import INTERRUPTED, TextclfError
-from textclf.metrics import THRESHOLD_MODES
-from textclf.train import CLASS_WEIGHTS
 
 EXIT_USAGE = 2
-
-
-def _csv_list(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,49 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="create or resume a study and add trials")
-    run.add_argument("--study", required=True, help="study name (letters, digits, _ - .)")
-    run.add_argument("--data", default=None,
-                     help="file, folder, preset (demo, sst2, ...) or hub dataset id (required unless studies/STUDY.toml sets it)")
-    run.add_argument("--backbones", type=_csv_list, default=None, help="comma-separated, e.g. minilm,scratch:minilm")
-    run.add_argument("--trials", type=int, default=None, help="trials to add (default 10)")
-    run.add_argument("--timeout", type=float, default=None,
-                     help="time budget in seconds, setup included: no trial starts after it, and a trial still running "
-                          "stops there with an evaluation of where it stands (seed re-runs come on top)")
-    run.add_argument("--storage", default=None, help="Optuna storage URL (default $TEXTCLF_STORAGE or studies/textclf.db)")
-    run.add_argument("--max-train-samples", type=int, default=None, help="stratified subsample of train")
-    run.add_argument("--epochs", type=int, default=None, help="fix the number of epochs (default: searched)")
-    run.add_argument("--metric", default=None, choices=["accuracy", "macro_f1", "micro_f1"])
-    run.add_argument("--seed", type=int, default=None, help="default 42")
-    run.add_argument("--pruner", default=None, choices=["median", "sha", "hyperband", "none"],
-                     help="default median (a resumed study keeps its own)")
-    run.add_argument("--lr-range", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None)
-    run.add_argument("--ratio-range", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
-                     help="head/encoder learning-rate ratio range")
-    run.add_argument("--batch-sizes", type=lambda v: [int(x) for x in _csv_list(v)], default=None)
-    run.add_argument("--max-length", type=int, default=None, help="tokens per text (default 128)")
-    run.add_argument("--evals-per-epoch", type=int, default=None,
-                     help="evaluations (and pruning chances) per epoch (default: 4 a trial: 4 an epoch for 1 epoch, 2 for 2-3)")
-    run.add_argument("--pruning-eval-rows", type=int, default=None, metavar="N",
-                     help="mid-epoch evaluations, which only feed the pruner, score a fixed sample of N validation rows "
-                          "(default 512; 0 = all); epoch-end ones, which choose the model, always score all")
-    run.add_argument("--no-progressive-pruning", dest="progressive_pruning", action="store_false", default=None,
-                     help="score the first epoch's mid-epoch evaluations on the validation sample too, rather than "
-                          "on the training rows since the last one as predicted before training on them (free)")
-    run.add_argument("--dropout", type=float, default=None, help="dropout probability (default: the backbone's)")
-    run.add_argument("--early-stopping", dest="early_stopping_patience", type=int, default=None, metavar="EVALS",
-                     help="stop a trial after this many evaluations without improvement")
-    run.add_argument("--jobs", type=int, default=None, metavar="N",
-                     help="run N trials side by side, each in its own process, sharing the CPU's threads (default 1: "
-                          "one at a time, repeatable run to run; on 2 cores, 2 ran benchmark 5's 12 trials in 6.1 min, not 7.5)")
-    run.add_argument("--seeds", type=int, default=None, metavar="K",
-                     help="re-run each backbone's best configuration with K more seeds: mean ± spread per backbone")
-    run.add_argument("--thresholds", dest="threshold_mode", default=None, choices=list(THRESHOLD_MODES),
-                     help="multi-label decision thresholds chosen on validation: one global, or one per class")
-    run.add_argument("--class-weight", default=None, choices=list(CLASS_WEIGHTS),
-                     help="balanced: weight the loss by inverse class frequency (imbalanced data)")
-    run.add_argument("--text-column", default=None)
-    run.add_argument("--label-column", default=None)
-    run.add_argument("--task", default=None, choices=["single_label", "multi_label"])
+    add_run_arguments(run)  # one flag per setting of textclf.config.StudyConfig
+    run.add_argument("--config", default=None, metavar="FILE",
+                     help="every setting from a JSON file (StudyConfig.to_dict, as the dashboard hands its workers); "
+                          "studies/STUDY.toml is then not read, and no other setting may be given")
     run.add_argument("--json", action="store_true", help="print the summary as one JSON line at the end of stdout")
 
     show = sub.add_parser("show", help="summarise a study")
@@ -121,38 +77,31 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print(f"best: trial {best['trial']} {best['backbone']} {metric}={best['value']:.4f} ({params})")
 
 
-# Settings read straight from the merged options below: their defaults are StudyConfig's own.
-RUN_DEFAULTED = ("trials", "seed", "max_length", "evals_per_epoch", "pruning_eval_rows", "progressive_pruning")
+def _run_config(args: argparse.Namespace) -> Any:
+    """The study's config: from --config, or from the preset file overridden by the flags given."""
+    from textclf.config import StudyConfig, from_options
+    from textclf.errors import ConfigError
+    from textclf.study import load_preset
+
+    given = {k: v for k, v in vars(args).items() if v is not None and k not in ("command", "study", "json", "config")}
+    if args.config is None:
+        return from_options(args.study, load_preset(args.study) | given)  # flags override the preset file
+    if given:
+        raise ConfigError(f"--config gives every setting; drop {', '.join('--' + k.replace('_', '-') for k in given)}")
+    try:
+        with open(args.config, encoding="utf-8") as fh:
+            raw = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the config {args.config}: {exc}; expected a JSON object of settings") from None
+    if not isinstance(raw, dict) or raw.get("study") != args.study:
+        raise ConfigError(f"the config {args.config} is not study {args.study!r}'s; pass that study's config")
+    return StudyConfig.from_dict(raw)
 
 
 def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
-    from dataclasses import fields
+    from textclf.study import run_study
 
-    from textclf.errors import ConfigError
-    from textclf.study import SearchSpace, StudyConfig, load_preset, run_study
-
-    preset = load_preset(args.study)
-    given = {k: v for k, v in vars(args).items() if v is not None}
-    defaults = {f.name: f.default for f in fields(StudyConfig) if f.name in RUN_DEFAULTED}
-    opts = defaults | preset | given  # flags override the study's preset file, which overrides defaults
-    if not opts.get("data"):
-        raise ConfigError(f"--data is required: no studies/{args.study}.toml preset sets it; e.g. --data demo")
-    if isinstance(opts.get("backbones"), str):
-        opts["backbones"] = _csv_list(opts["backbones"])
-    space_kwargs: dict[str, Any] = {}
-    for opt, field in (("lr_range", "lr"), ("ratio_range", "head_lr_ratio"), ("batch_sizes", "batch_sizes")):
-        if opts.get(opt) is not None:  # an empty list is the user's, and SearchSpace refuses it
-            space_kwargs[field] = tuple(opts[opt])
-    cfg = StudyConfig(study=args.study, data=opts["data"], backbones=opts.get("backbones"), trials=opts["trials"],
-                      timeout=opts.get("timeout"), storage=opts.get("storage"),
-                      max_train_samples=opts.get("max_train_samples"), epochs=opts.get("epochs"), metric=opts.get("metric"),
-                      seed=opts["seed"], pruner=opts.get("pruner"), space=SearchSpace(**space_kwargs) if space_kwargs else None,
-                      max_length=opts["max_length"], evals_per_epoch=opts["evals_per_epoch"],
-                      pruning_eval_rows=opts["pruning_eval_rows"] or None, progressive_pruning=opts["progressive_pruning"],
-                      text_column=opts.get("text_column"), label_column=opts.get("label_column"), task=opts.get("task"),
-                      dropout=opts.get("dropout"), early_stopping_patience=opts.get("early_stopping_patience"),
-                      seeds=opts.get("seeds") or 0, threshold_mode=opts.get("threshold_mode"),
-                      class_weight=opts.get("class_weight"), jobs=opts.get("jobs", 1))
+    cfg = _run_config(args)
     progress = not args.json and sys.stderr.isatty()
     if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread only
         return run_study(cfg, progress=progress)

@@ -27,7 +27,6 @@ from typing import Any
 
 from textclf.data import HUB_PREFIX
 from textclf.errors import ConfigError, DataError, TextclfError
-from textclf.metrics import THRESHOLD_MODES
 from textclf.safety import (
     check_text_length,
     check_uploaded,
@@ -38,7 +37,6 @@ from textclf.safety import (
     server_roots,
     upload_dir,
 )
-from textclf.train import CLASS_WEIGHTS
 
 logger = logging.getLogger(__name__)
 
@@ -147,10 +145,13 @@ class StudyManager:
     def worker(self, study: str) -> Worker | None:
         return self._workers.get(study)
 
-    def start(self, study: str, args: list[str], owner: str | None = None) -> Worker:
-        from textclf.study import check_study_name
+    def start(self, cfg: Any, owner: str | None = None) -> Worker:
+        """Run ``cfg`` (a StudyConfig) in a worker process on this app's storage. The worker is handed the config
+        itself (``run --config``), so it trains exactly what was checked here, and no studies/NAME.toml joins in."""
+        import json
+        from dataclasses import replace
 
-        check_study_name(study)
+        study = cfg.study
         with self._lock:
             if study in self._workers and self._workers[study].running:
                 raise ConfigError(f"study {study!r} is already running; stop it first or open it to watch")
@@ -160,9 +161,11 @@ class StudyManager:
                                   f"{self.cfg.max_concurrent_studies}; stop one or wait for it to finish")
             logs = self.cfg.studies_dir / "logs"
             logs.mkdir(parents=True, exist_ok=True)
-            log_path = logs / f"{study}.log"
+            log_path, config_path = logs / f"{study}.log", logs / f"{study}.config.json"
+            config_path.write_text(json.dumps(replace(cfg, storage=self.cfg.storage_url).to_dict(), indent=1),
+                                   encoding="utf-8")
             env = {**os.environ, "TEXTCLF_STUDIES_DIR": str(self.cfg.studies_dir), "PYTHONUNBUFFERED": "1"}
-            cmd = [sys.executable, "-m", "textclf", "run", "--study", study, "--storage", self.cfg.storage_url, *args]
+            cmd = [sys.executable, "-m", "textclf", "run", "--study", study, "--config", str(config_path)]
             with open(log_path, "w", encoding="utf-8") as log:
                 # A new session: Stop signals the worker's whole group, never the app.
                 proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
@@ -388,7 +391,7 @@ class Dashboard:
                     owner: str | None = None) -> str:
         """Check every setting here, where the visitor sees the answer, then start a worker process."""
         from textclf.backbones import check_available, resolve_backbone
-        from textclf.study import SearchSpace, StudyConfig
+        from textclf.config import SearchSpace, StudyConfig
 
         if not backbones:
             raise ConfigError("choose at least one backbone")
@@ -408,43 +411,23 @@ class Dashboard:
         cores = self.cfg.max_jobs or os.cpu_count() or 1
         if not 1 <= jobs <= cores:
             raise ConfigError(f"trials side by side must be between 1 and {cores} here, got {jobs}")
-        if threshold_mode not in THRESHOLD_MODES:
-            raise ConfigError(f"thresholds must be one of {', '.join(THRESHOLD_MODES)}, got {str(threshold_mode)[:40]!r}")
-        if class_weight not in CLASS_WEIGHTS:
-            raise ConfigError(f"class weights must be one of {', '.join(CLASS_WEIGHTS)}, got {str(class_weight)[:40]!r}")
         space = SearchSpace(lr=(_number(lr_range[0], "encoder LR from"), _number(lr_range[1], "encoder LR to")),
                             head_lr_ratio=(_number(ratio_range[0], "head/encoder ratio from"),
                                            _number(ratio_range[1], "head/encoder ratio to")),
                             batch_sizes=tuple(_whole(b, "batch size") for b in batch_sizes))
         cap = self.cfg.max_train_samples
         n_train = min(v for v in (max_train_samples, cap) if v) if (max_train_samples or cap) else None
-        # The worker builds the same config from these flags: building it here first shows its refusal in the UI.
         cfg = StudyConfig(study=study, data=source, backbones=list(backbones), trials=trials, timeout=timeout,
                           max_train_samples=n_train, epochs=epochs if isinstance(epochs, int) and epochs else None,
                           pruner=pruner, space=space, seeds=seeds, threshold_mode=threshold_mode,
                           class_weight=class_weight, jobs=jobs)
-        args = ["--data", source, "--backbones", ",".join(backbones), "--trials", str(trials), "--pruner", pruner,
-                "--lr-range", str(space.lr[0]), str(space.lr[1]),
-                "--ratio-range", str(space.head_lr_ratio[0]), str(space.head_lr_ratio[1]),
-                "--batch-sizes", ",".join(str(b) for b in space.batch_sizes),
-                "--thresholds", threshold_mode, "--class-weight", class_weight]
-        if cfg.epochs:
-            args += ["--epochs", str(cfg.epochs)]
-        if timeout:
-            args += ["--timeout", str(timeout)]
-        if n_train:
-            args += ["--max-train-samples", str(int(n_train))]
-        if seeds:
-            args += ["--seeds", str(seeds)]
-        if jobs > 1:
-            args += ["--jobs", str(jobs)]
-        self.studies.start(study, args, owner)
+        self.studies.start(cfg, owner)
         budget = f", time budget {timeout / 60:g} min" if timeout else ""
         return f"Study **{md(study)}** started: {trials} trial(s) over {md(', '.join(backbones))}{budget}."
 
     def _check_room(self, study: str) -> None:
         """A new study must fit under the storage's study limit (public mode: each keeps models on disk)."""
-        from textclf.study import check_study_name
+        from textclf.config import check_study_name
 
         check_study_name(study)
         cap = self.cfg.max_studies
@@ -458,6 +441,7 @@ class Dashboard:
                      owner: str | None = None) -> str:
         """Add ``trials`` to an existing study with its stored data, backbones and search space, within this app's
         limits: a study set up with more training rows than they allow is not resumed here."""
+        from textclf.config import StudyConfig
         from textclf.study import ATTR, load_study
 
         if not study:
@@ -471,10 +455,7 @@ class Dashboard:
         if cap is not None and (rows is None or rows > cap):
             raise ConfigError(f"study {study!r} trains on {rows or 'all the'} rows, the limit here is {cap}; "
                               "start a new study instead (it samples within the limit)")
-        args = ["--data", attrs["data"], "--trials", str(trials)]
-        if timeout:
-            args += ["--timeout", str(timeout)]
-        self.studies.start(study, args, owner)
+        self.studies.start(StudyConfig(study=study, data=attrs["data"], trials=trials, timeout=timeout), owner)
         return (f"Study **{md(study)}** resumed: {trials} more trial(s) over "
                 f"{md(', '.join(attrs.get('backbones', [])))}.")
 

@@ -57,6 +57,7 @@ def guard(dash: Dashboard) -> Callable[[Callable[..., Any]], Callable[..., Any]]
     def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            dash.wait_ready()  # the start-up imports (see Dashboard.warm_up)
             try:
                 return fn(*args, **kwargs)
             except TextclfError as exc:
@@ -94,6 +95,7 @@ def build_demo(storage: str | None = None, studies_dir: str | None = None, publi
             attn_models = _attention_section(dash)
             pred_model = _predict_section(dash)
 
+        @guard(dash)
         def initial() -> tuple[Any, ...]:
             return (dash.backbone_table(), _studies_update(dash), _model_choice(dash), _models_choice(dash))
 
@@ -221,7 +223,7 @@ def _study_section(dash: Dashboard, source: gr.State) -> tuple[gr.Dataframe, gr.
         return dash.resume_study(name, n, tmo, owner=_session(request))
 
     resume_btn.click(resume, [existing, trials, timeout], study_msg, api_visibility="private")
-    refresh_btn.click(lambda s: _studies_update(dash, s), existing, existing, api_visibility="private")
+    refresh_btn.click(guarded(lambda s: _studies_update(dash, s)), existing, existing, api_visibility="private")
 
     @guarded
     def status(name: str | None) -> tuple[list, str]:
@@ -258,6 +260,7 @@ def _compare_section(dash: Dashboard, existing: gr.Dropdown) -> None:
     compare_tab.select(compare, existing, compare_outputs, api_visibility="private")
     existing.change(compare, existing, compare_outputs, api_visibility="private")
 
+    @guarded
     def compare_live(name: str | None) -> tuple[Any, ...]:
         worker = dash.studies.worker(name or "")
         if worker is None or not worker.running:
@@ -286,7 +289,7 @@ def _attention_section(dash: Dashboard) -> gr.Dropdown:
     def show_attention(text: str, models: list[str] | None, lay: float, hd: float) -> tuple[Any, str]:
         return dash.attention(text, models, int(lay), None if hd < 0 else int(hd))
 
-    attention_tab.select(lambda: _models_choice(dash), None, attn_models, api_visibility="private")
+    attention_tab.select(guarded(lambda: _models_choice(dash)), None, attn_models, api_visibility="private")
     attn_btn.click(show_attention, [attn_text, attn_models, layer, head], [attn_plot, attn_html],
                    api_visibility="private")
     return attn_models
@@ -314,7 +317,7 @@ def _predict_section(dash: Dashboard) -> gr.Dropdown:
         """Classify one text. `model` is optional: by default the best trained model available."""
         return dash.predict(text, model)
 
-    predict_tab.select(lambda: _model_choice(dash), None, pred_model, api_visibility="private")
+    predict_tab.select(guarded(lambda: _model_choice(dash)), None, pred_model, api_visibility="private")
     pred_btn.click(predict, [pred_text, pred_model], [pred_label, pred_info], api_name="predict",
                    api_description="Classify one text: returns per-label probabilities and the predicted label(s) "
                                    "with latency. `model` is optional (default: the best trained model).")
@@ -357,6 +360,7 @@ def build_app(dash: Dashboard, demo: gr.Blocks) -> Any:
             import time
 
             check_text_length(req.text)
+            dash.wait_ready()
             predictor = dash.models.get(req.model)
             start = time.perf_counter()
             pred = predictor.predict_one(req.text)  # concurrent requests share one forward pass
@@ -378,6 +382,7 @@ def build_app(dash: Dashboard, demo: gr.Blocks) -> Any:
     app = gr.mount_gradio_app(api, demo, path="/", theme=gr.themes.Soft(), css=CSS, show_error=False,
                               max_file_size=f"{int(dash.cfg.max_upload_mb)}mb")
     refuse_files_not_uploaded(demo)
+    dash.warm_up()
     return app
 
 

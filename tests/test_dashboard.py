@@ -292,3 +292,25 @@ def test_best_model_ranks_by_each_studys_metric_and_passes_over_a_broken_folder(
     assert len(store.available()) == 4 and store.best() == "by-acc / tiny-bert"
     with pytest.raises(TextclfError, match=r"textclf\.json cannot be read"):
         store.get("broken / tiny-bert")
+
+
+def test_callbacks_wait_for_the_start_up_imports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two callbacks importing sklearn and plotly at once deadlocked on narwhals: the app imports them in one thread
+    at start-up and every callback waits for that."""
+    import sys
+    import threading
+
+    from app import guard
+
+    (tmp_path / "slow_textclf_probe.py").write_text("import time\ntime.sleep(0.5)\nDONE = True\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    dash = Dashboard(DashboardConfig.from_env(studies_dir=tmp_path / "studies"))
+    seen: list[bool] = []
+    warming = dash.warm_up(("slow_textclf_probe",))
+    done = lambda: getattr(sys.modules.get("slow_textclf_probe"), "DONE", False)  # noqa: E731  (set at its end)
+    callback = threading.Thread(target=guard(dash)(lambda: seen.append(done())))
+    callback.start()
+    callback.join(10)
+    warming.join(10)
+    assert seen == [True]  # the callback ran only once the import had finished
+    sys.modules.pop("slow_textclf_probe", None)

@@ -43,6 +43,11 @@ logger = logging.getLogger(__name__)
 ALL_BACKBONES = ["minilm", "scratch:minilm", "bert", "roberta", "xlnet", "distilbert", "distilroberta"]
 DATA_CHOICES = ["demo", "demo-multilabel", "sst2", "trec", "emotion", "ag_news", "banking77", "sms_spam", "go_emotions"]
 BEST = "(best available)"
+# What the callbacks import on first use, imported once in one background thread as the app starts (see
+# Dashboard.warm_up): two callbacks importing them at once from two threads can deadlock on modules both need
+# (seen: sklearn and plotly both importing narwhals, "_DeadlockError", in the Data section's first load).
+WARM_MODULES = ("pandas", "sklearn.model_selection", "sklearn.metrics", "plotly.graph_objects", "plotly.subplots",
+                "optuna", "optuna.visualization", "datasets", "torch", "transformers")
 # Public mode (a Space): what one visitor may use of a shared free CPU, its disk and its network.
 PUBLIC_LIMITS: dict[str, Any] = {
     "max_trials": 8, "max_train_samples": 2000, "max_upload_mb": 5.0, "max_concurrent_studies": 1,
@@ -282,6 +287,31 @@ class Dashboard:
         self.studies = StudyManager(cfg)
         self.models = ModelStore(cfg.models_dir, compile=cfg.compile_models)
         self._storage: Any = None
+        self._ready = threading.Event()
+        self._ready.set()
+
+    def warm_up(self, modules: tuple[str, ...] = WARM_MODULES) -> threading.Thread:
+        """Import ``modules`` in one background thread; :meth:`wait_ready` holds callbacks until it is done, so no
+        two threads ever import them at once. The first page does not wait for it."""
+        import importlib
+
+        self._ready.clear()
+
+        def run() -> None:
+            try:
+                for name in modules:
+                    importlib.import_module(name)
+            except Exception as exc:  # a missing optional library: the callback that needs it says so itself
+                logger.warning("textclf: warming up imports stopped at %s", exc)
+            finally:
+                self._ready.set()
+
+        thread = threading.Thread(target=run, name="textclf-warm-up", daemon=True)
+        thread.start()
+        return thread
+
+    def wait_ready(self, timeout: float = 300.0) -> None:
+        self._ready.wait(timeout)
 
     @property
     def storage(self) -> Any:

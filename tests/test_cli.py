@@ -123,3 +123,23 @@ def test_no_progressive_pruning_flag_reaches_the_study(studies: Path, monkeypatc
     assert main(["run", "--study", "p", "--data", "demo"]) == 2
     assert main(["run", "--study", "p", "--data", "demo", "--no-progressive-pruning"]) == 2
     assert seen == [True, False] and "stop here" in capsys.readouterr().err
+
+
+def test_an_interrupt_that_surfaces_as_another_error_is_still_one_line(studies: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    """A Stop landing while a C extension initialises (scipy's pocketfft, imported by sklearn) surfaced as
+    'ImportError: initialization failed' caused by the KeyboardInterrupt, and printed a traceback."""
+    import textclf.cli as cli
+
+    def interrupted_import(args: object) -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise ImportError("initialization failed") from exc
+
+    monkeypatch.setattr(cli, "_cmd_run", interrupted_import)
+    assert main(["run", "--study", "x", "--data", "demo"]) == 130
+    assert capsys.readouterr().err.strip().startswith("interrupted:")
+    monkeypatch.setattr(cli, "_cmd_run", lambda args: (_ for _ in ()).throw(ImportError("a real one")))
+    with pytest.raises(ImportError, match="a real one"):  # a genuine error is not hidden as an interrupt
+        main(["run", "--study", "x", "--data", "demo"])

@@ -9,9 +9,11 @@ def _run() -> int:
 
 try:
     code = _run()
-except KeyboardInterrupt:  # a Stop that lands while Python is still importing: one line, as one that lands later
-    from textclf.errors import INTERRUPTED
+except BaseException as exc:  # a Stop that lands while Python is still importing: one line, as one that lands later
+    from textclf.errors import INTERRUPTED, caused_by_interrupt
 
+    if not caused_by_interrupt(exc):
+        raise
     print(INTERRUPTED, file=sys.stderr)
     code = 130
 sys.exit(code)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from textclf.config import add_run_arguments
-from textclf.errors import INTERRUPTED, TextclfError
+from textclf.errors import INTERRUPTED, TextclfError, caused_by_interrupt
 
 EXIT_USAGE = 2
 
@@ -166,7 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TextclfError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except BaseException as exc:  # an interrupt, also one that surfaced as another error (see caused_by_interrupt)
+        if not caused_by_interrupt(exc):
+            raise
         print(INTERRUPTED, file=sys.stderr)
         return 130
     return 0

@@ -23,3 +23,16 @@ class ConfigError(TextclfError):
 
 class BackboneUnavailable(TextclfError):
     """A backbone is unknown or its weights/tokenizer cannot be found."""
+
+
+def caused_by_interrupt(exc: BaseException) -> bool:
+    """True when ``exc`` is, or was raised while handling, a KeyboardInterrupt: a Ctrl-C (or the dashboard's Stop)
+    that lands while a C extension initialises during an import surfaces as ``ImportError: initialization failed``
+    caused by it."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False

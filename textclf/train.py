@@ -18,7 +18,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -42,8 +42,7 @@ class TrainConfig:
     warmup_fraction: float = 0.1
     layer_decay: float = 1.0
     max_grad_norm: float = 1.0
-    dropout: float | None = None
-    max_length: int = 128
+    max_length: int = 128  # the tokens a text was cut to: the latency probe cuts the same
     evals_per_epoch: int = 1
     eval_every_steps: int | None = None
     # Mid-epoch evaluations only feed the pruner: with this set they score a fixed random sample of this many
@@ -73,8 +72,6 @@ class TrainConfig:
             raise ConfigError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction!r}")
         if not 0 < self.layer_decay <= 1:
             raise ConfigError(f"layer_decay must be in (0, 1] (1 = no decay), got {self.layer_decay!r}")
-        if self.dropout is not None and not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.pruning_eval_rows is not None and self.pruning_eval_rows < 1:
             raise ConfigError(f"pruning_eval_rows must be >= 1 (or None for all rows), got {self.pruning_eval_rows!r}")
         if self.eval_every_steps is not None and self.eval_every_steps < 1:
@@ -520,6 +517,3 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
     return TrainResult(metrics=best_metrics, history=history, train_time_s=train_time, steps=step,
                        val_probs=best_probs, stopped_early=stopped_early, out_of_time=out_of_time)
 
-
-def config_dict(cfg: TrainConfig) -> dict[str, Any]:
-    return asdict(cfg)

@@ -106,7 +106,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         folder = _build(root / f"tiny-{family}", family, texts)
         register_backbone(Backbone(f"tiny-{family}", family, local_path=lambda f=folder: f,
                                    padding_side="left" if family == "xlnet" else "right",
-                                   head_modules=heads[family], max_length=64, lr=1e-3), overwrite=True)
+                                   head_modules=heads[family], lr=1e-3), overwrite=True)
         out[f"tiny-{family}"] = str(folder)
     return out
 

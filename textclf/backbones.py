@@ -44,7 +44,6 @@ class Backbone:
     local_path: Callable[[], Path | None] | None = field(default=None, compare=False)
     padding_side: str = "right"
     head_modules: tuple[str, ...] = ()
-    max_length: int = 128
     lr: float = 3e-5
     scratch: bool = False
     description: str = ""

@@ -90,7 +90,7 @@ def test_export_never_deletes_what_it_did_not_write(model_dir: Path, tmp_path: P
         err = capsys.readouterr().err.strip()
         assert "did not write" in err and len(err.splitlines()) == 1
     assert (mine / "notes.txt").read_text() == "keep me"
-    monkeypatch.chdir(mine)  # `--out .` once wiped the current folder
+    monkeypatch.chdir(mine)  # `--out .` names the current folder, which holds the user's files
     assert main(["export", "--study", "b", "--storage", storage_of(model_dir), "--out", "."]) == 2
     assert (mine / "notes.txt").read_text() == "keep me"
     capsys.readouterr()

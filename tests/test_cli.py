@@ -127,8 +127,8 @@ def test_no_progressive_pruning_flag_reaches_the_study(studies: Path, monkeypatc
 
 def test_an_interrupt_that_surfaces_as_another_error_is_still_one_line(studies: Path, monkeypatch: pytest.MonkeyPatch,
                                                                        capsys: pytest.CaptureFixture) -> None:
-    """A Stop landing while a C extension initialises (scipy's pocketfft, imported by sklearn) surfaced as
-    'ImportError: initialization failed' caused by the KeyboardInterrupt, and printed a traceback."""
+    """A Stop landing while a C extension initialises (scipy's pocketfft, imported by sklearn) surfaces as
+    'ImportError: initialization failed' caused by the KeyboardInterrupt: still the one interrupted line."""
     import textclf.cli as cli
 
     def interrupted_import(args: object) -> None:

@@ -295,8 +295,8 @@ def test_best_model_ranks_by_each_studys_metric_and_passes_over_a_broken_folder(
 
 
 def test_callbacks_wait_for_the_start_up_imports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two callbacks importing sklearn and plotly at once deadlocked on narwhals: the app imports them in one thread
-    at start-up and every callback waits for that."""
+    """Two callbacks importing sklearn and plotly at once can deadlock on narwhals: the app imports them in one
+    thread at start-up and every callback waits for that."""
     import sys
     import threading
 

@@ -285,7 +285,16 @@ def test_a_real_upload_still_works_and_its_labels_are_escaped(served: dict[str, 
     result = httpx.get(f"{served['base']}/gradio_api/file={msg['output']['data'][0]['path']}", timeout=10).text
     rows = list(csv.reader(result.splitlines()))
     assert rows[0][:2] == ["text", "label"] and len(rows) == 3
-    assert set(rows[0][2:]) == set(HTML_LABELS.values())  # label names are data here, and none starts a formula
+    assert set(rows[0][2:]) == set(HTML_LABELS.values())  # a CSV holds data: label names are written as they are
+
+
+@pytest.mark.parametrize(("cell", "written"), [("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+                                               ("+1", "'+1"), ("-2", "'-2"), ("@SUM(A1)", "'@SUM(A1)"),
+                                               ("\tx", "'\tx"), ("praise", "praise"), ("", "")])
+def test_no_csv_cell_starts_a_spreadsheet_formula(cell: str, written: str) -> None:
+    from textclf.safety import csv_cell
+
+    assert csv_cell(cell) == written
 
 
 def test_predict_info_shows_html_label_names_as_text(served: dict[str, Any]) -> None:

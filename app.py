@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -40,7 +39,6 @@ CSS = """
 .textclf-header h1 { margin-bottom: 0 }
 .textclf-attn { margin: 6px 0 10px }
 """
-logger = logging.getLogger("textclf.app")
 
 
 class PredictRequest(BaseModel):
@@ -61,9 +59,7 @@ def guard(dash: Dashboard) -> Callable[[Callable[..., Any]], Callable[..., Any]]
             try:
                 return fn(*args, **kwargs)
             except TextclfError as exc:
-                message = dash.visible(str(exc))
-                logger.warning("textclf: refused (%s): %s", fn.__name__, message[:300])
-                raise gr.Error(toast(message), print_exception=False) from None
+                raise gr.Error(toast(dash.refused(fn.__name__, exc)), print_exception=False) from None
 
         return wrapper
 
@@ -369,9 +365,7 @@ def build_app(dash: Dashboard, demo: gr.Blocks) -> Any:
         try:
             return await run_in_threadpool(run)
         except TextclfError as exc:
-            message = dash.visible(str(exc))
-            logger.warning("textclf: refused (/api/predict): %s", message[:300])
-            return JSONResponse({"error": message}, status_code=422)
+            return JSONResponse({"error": dash.refused("/api/predict", exc)}, status_code=422)
 
     # Outermost last: bodies are capped before the guard reads them.
     api.add_middleware(GradioGuard, demo=demo, uploads=dash.cfg.uploads or upload_dir(),

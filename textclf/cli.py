@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from textclf.config import add_run_arguments
-from textclf.errors import INTERRUPTED, TextclfError, caused_by_interrupt
+from textclf.errors import INTERRUPTED, ConfigError, TextclfError, caused_by_interrupt
 
 EXIT_USAGE = 2
 
@@ -80,7 +80,6 @@ def _print_summary(summary: dict[str, Any]) -> None:
 def _run_config(args: argparse.Namespace) -> Any:
     """The study's config: from --config, or from the preset file overridden by the flags given."""
     from textclf.config import StudyConfig, from_options
-    from textclf.errors import ConfigError
     from textclf.study import load_preset
 
     given = {k: v for k, v in vars(args).items() if v is not None and k not in ("command", "study", "json", "config")}

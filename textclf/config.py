@@ -16,12 +16,12 @@ import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
+from textclf.data import TASKS
 from textclf.errors import ConfigError
 from textclf.metrics import METRICS, THRESHOLD_MODES
 from textclf.train import CLASS_WEIGHTS
 
 PRUNERS = ("median", "sha", "hyperband", "none")
-TASKS = ("single_label", "multi_label")
 STUDY_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 MAX_STUDY_NAME = 100
 MIN_MAX_LENGTH = 4  # tokens per text, special tokens included: room for at least a word or two
@@ -29,12 +29,10 @@ MIN_MAX_LENGTH = 4  # tokens per text, special tokens included: room for at leas
 
 def option(default: Any = MISSING, help: str = "", *, flag: str | None = None, choices: tuple[str, ...] | None = None,
            metavar: str | tuple[str, ...] | None = None, cli: bool = True, preset: bool = True, stored: bool = False,
-           resume: str = "", factory: Any = MISSING) -> Any:
+           resume: str = "") -> Any:
     """A config field with what the CLI, presets, the stored setup and resumes need to know about it."""
     meta = {"help": help, "flag": flag, "choices": choices, "metavar": metavar, "cli": cli, "preset": preset,
             "stored": stored, "resume": resume}
-    if factory is not MISSING:
-        return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -204,9 +202,8 @@ class StudyConfig:
     # ------------------------------------------------------------------ the stored setup and resumes
     def stored(self) -> dict[str, Any]:
         """The settings a study records when it is created (see :func:`check_resume` and :func:`adopt_stored`)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("stored")}
-        out["space"] = self.space.to_dict() if self.space is not None else None
-        return out
+        stored = {f.name for f in fields(self) if f.metadata.get("stored")}
+        return {k: v for k, v in self.to_dict().items() if k in stored}
 
 
 def check_study_name(name: str) -> str:

@@ -13,7 +13,6 @@ import html
 import logging
 import math
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from textclf.data import HUB_PREFIX
+from textclf.data import HUB_PREFIX, check_hub_id
 from textclf.errors import ConfigError, DataError, TextclfError
 from textclf.safety import (
     check_text_length,
@@ -44,8 +43,8 @@ ALL_BACKBONES = ["minilm", "scratch:minilm", "bert", "roberta", "xlnet", "distil
 DATA_CHOICES = ["demo", "demo-multilabel", "sst2", "trec", "emotion", "ag_news", "banking77", "sms_spam", "go_emotions"]
 BEST = "(best available)"
 # What the callbacks import on first use, imported once in one background thread as the app starts (see
-# Dashboard.warm_up): two callbacks importing them at once from two threads can deadlock on modules both need
-# (seen: sklearn and plotly both importing narwhals, "_DeadlockError", in the Data section's first load).
+# Dashboard.warm_up): two callbacks importing them at once from two threads can deadlock on a module both need
+# (sklearn and plotly both import narwhals; Python then raises _DeadlockError in one of them).
 WARM_MODULES = ("pandas", "sklearn.model_selection", "sklearn.metrics", "plotly.graph_objects", "plotly.subplots",
                 "optuna", "optuna.visualization", "datasets", "torch", "transformers")
 # Public mode (a Space): what one visitor may use of a shared free CPU, its disk and its network.
@@ -53,7 +52,6 @@ PUBLIC_LIMITS: dict[str, Any] = {
     "max_trials": 8, "max_train_samples": 2000, "max_upload_mb": 5.0, "max_concurrent_studies": 1,
     "max_timeout_min": 30.0, "max_jobs": 1, "max_batch_rows": 5000, "max_studies": 50, "cache_hours": 6.0,
     "max_uploads_mb": 2000.0, "max_hub_dataset_mb": 200.0}
-HUB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95})?")
 
 
 @dataclass
@@ -154,7 +152,6 @@ class StudyManager:
         """Run ``cfg`` (a StudyConfig) in a worker process on this app's storage. The worker is handed the config
         itself (``run --config``), so it trains exactly what was checked here, and no studies/NAME.toml joins in."""
         import json
-        from dataclasses import replace
 
         study = cfg.study
         with self._lock:
@@ -326,6 +323,12 @@ class Dashboard:
         """An error line as a visitor may see it: no server paths."""
         return scrub_paths(message, self.cfg.roots())
 
+    def refused(self, where: str, exc: Exception) -> str:
+        """The visitor's line for a refused input (as :meth:`visible`), and the server log's one line for it."""
+        message = self.visible(str(exc))
+        logger.warning("textclf: refused (%s): %s", where, message[:300])
+        return message
+
     def _uploaded(self, path: str) -> str:
         """An uploaded file's path, once it is known to lie in the upload folder and within the size limit."""
         if self.cfg.uploads is not None:
@@ -343,11 +346,7 @@ class Dashboard:
         if upload:
             return self._uploaded(upload)
         if hub_id and hub_id.strip():
-            hub = hub_id.strip()
-            if not HUB_ID_RE.fullmatch(hub) or ".." in hub:
-                raise DataError(f"{hub[:100]!r} is not a Hugging Face dataset id: expected 'name' or 'owner/name' "
-                                "(letters, digits, '_', '-', '.'); check the id on the hub")
-            return HUB_PREFIX + hub
+            return HUB_PREFIX + check_hub_id(hub_id.strip())
         if preset in DATA_CHOICES:
             return preset
         raise DataError(f"pick a dataset: one of {', '.join(DATA_CHOICES)}, an uploaded file or a hub id")
@@ -358,20 +357,20 @@ class Dashboard:
 
         from textclf.data import hub_dataset_mb, load_data
 
+        hub_id = source.removeprefix(HUB_PREFIX) if source.startswith(HUB_PREFIX) else None
         cap = self.cfg.max_hub_dataset_mb
-        if cap is not None and source.startswith(HUB_PREFIX):
-            size = hub_dataset_mb(source.removeprefix(HUB_PREFIX))
+        if cap is not None and hub_id is not None:
+            size = hub_dataset_mb(hub_id)
             if size is not None and size > cap:
-                raise DataError(f"dataset {source.removeprefix(HUB_PREFIX)!r} is {size:,.0f} MB on the hub, the limit "
-                                f"here is {cap:,.0f} MB: upload a sample of it as a file instead")
+                raise DataError(f"dataset {hub_id!r} is {size:,.0f} MB on the hub, the limit here is {cap:,.0f} MB: "
+                                "upload a sample of it as a file instead")
         data = load_data(source, max_train_samples=self.cfg.max_train_samples)
         d = data.describe()
         counts = [0] * data.num_labels
         for lab in data.train.labels:
             for i in (lab if isinstance(lab, list) else [lab]):
                 counts[i] += 1
-        name = source.removeprefix(HUB_PREFIX) if source.startswith(HUB_PREFIX) or os.sep not in source \
-            else Path(source).name
+        name = hub_id or (Path(source).name if os.sep in source else source)
         lines = [f"**{md(name)}** — {'multi-label' if data.task == 'multi_label' else 'single-label'}, "
                  f"{data.num_labels} labels; text column “{md(d['text_column'])}”, "
                  f"label column “{md(d['label_column'])}”",

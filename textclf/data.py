@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ LABEL_COLUMN_CANDIDATES = ("label", "labels", "label_text", "category", "class",
                            "emotion", "sentiment", "tags", "y")
 LABEL_DELIMITERS = ("|", ";")
 HUB_PREFIX = "hub:"  # "hub:owner/name" is always a hub dataset id, never a local path (what the app passes on)
+HUB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95})?")
 MAX_LABEL_CHARS = 200  # a longer "label" is nearly always a text column picked as the label column
 MAX_PARQUET_EXPANSION = 50  # a parquet file may unpack to this many times its size (a 5 MB upload: 250 MB)
 PARQUET_ALLOWANCE = 64 << 20  # ...and to this much whatever its size
@@ -238,6 +240,14 @@ def _read_local(path: Path) -> dict[str, Any]:
     return {"train": _read_file(path)}
 
 
+def check_hub_id(hub_id: str) -> str:
+    """``hub_id`` if it has the shape of a Hugging Face dataset id ('name' or 'owner/name'), else a DataError."""
+    if not HUB_ID_RE.fullmatch(hub_id) or ".." in hub_id:
+        raise DataError(f"{hub_id[:100]!r} is not a Hugging Face dataset id: expected 'name' or 'owner/name' "
+                        "(letters, digits, '_', '-', '.'); check the id on the hub")
+    return hub_id
+
+
 def hub_dataset_mb(hub_id: str, timeout: float = 10.0) -> float | None:
     """The size of a hub dataset's files in MB (all of its configs), or None when the hub cannot say (offline, an
     unknown id: loading it then gives the real error)."""
@@ -277,9 +287,7 @@ def _read_hub(hub_id: str, config: str | None, local_hint: bool = True) -> dict[
 def _resolve_source(source: str, text_column: str | None, label_column: str | None, task: Task | None
                     ) -> tuple[dict[str, Any], str | None, str | None, Task | None]:
     if source.startswith(HUB_PREFIX):
-        hub_id = source.removeprefix(HUB_PREFIX).strip()
-        if not hub_id or hub_id.startswith((".", "/", "~")) or ".." in hub_id or hub_id.count("/") > 1:
-            raise DataError(f"{hub_id[:100]!r} is not a Hugging Face dataset id: expected 'name' or 'owner/name'")
+        hub_id = check_hub_id(source.removeprefix(HUB_PREFIX).strip())
         return _read_hub(hub_id, None, local_hint=False), text_column, label_column, task
     if source in SAMPLES:
         return _read_local(SAMPLES[source]), text_column, label_column, task
@@ -403,10 +411,15 @@ def _take(split: Split, idx: Any) -> Split:
     return Split([split.texts[i] for i in idx], [split.labels[i] for i in idx])
 
 
-def stratified_split(split: Split, task: Task, size: int | float, seed: int,
-                     notes: list[str] | None = None, what: str = "split") -> tuple[Split, Split]:
-    """Split off ``size`` rows (a count or a fraction), stratified by label where every class has two rows; when it
-    cannot be, a seeded random split, and ``notes`` (if given) says so and why."""
+def stratified_split(split: Split, task: Task, size: int | float, seed: int) -> tuple[Split, Split]:
+    """Split off ``size`` rows (a count or a fraction), stratified by label where every class has two rows, else a
+    seeded random split."""
+    kept, taken, _ = _split(split, task, size, seed)
+    return kept, taken
+
+
+def _split(split: Split, task: Task, size: int | float, seed: int) -> tuple[Split, Split, str | None]:
+    """:func:`stratified_split`, and why it could not be stratified (None when it was)."""
     from sklearn.model_selection import train_test_split
 
     idx = list(range(len(split)))
@@ -420,9 +433,12 @@ def stratified_split(split: Split, task: Task, size: int | float, seed: int,
     except ValueError:  # a class too small for the requested stratified split
         keep, take = train_test_split(idx, test_size=n_take, random_state=seed)
         why = "a class has too few rows for a stratified split of this size"
-    if why and notes is not None:
+    return _take(split, sorted(keep)), _take(split, sorted(take)), why
+
+
+def _not_stratified(what: str, why: str | None, notes: list[str]) -> None:
+    if why:
         notes.append(f"{what}: not stratified ({why}): a seeded random split instead")
-    return _take(split, sorted(keep)), _take(split, sorted(take))
 
 
 # --------------------------------------------------------------------------------------------------------- public
@@ -529,17 +545,17 @@ def load_data(
         if len(train) < 4:
             raise DataError(f"{source!r}: {len(train)} training rows are too few to carve a validation split; "
                             "add rows or a validation file")
-        said = len(notes)
-        train, validation = stratified_split(train, task, validation_fraction, seed, notes, "validation")
-        how = "stratified" if len(notes) == said else "at random"
+        train, validation, why = _split(train, task, validation_fraction, seed)
+        _not_stratified("validation", why, notes)
+        how = "at random" if why else "stratified"
         notes.append(f"validation: no validation split given; carved {len(validation)} rows "
                      f"({validation_fraction:.0%}) from train, {how}, seed {seed}")
     assert validation is not None
     if max_train_samples is not None and max_train_samples < len(train):
         n_before = len(train)
-        said = len(notes)
-        _, train = stratified_split(train, task, max_train_samples, seed, notes, "train")
-        how = "stratified" if len(notes) == said else "random"
+        _, train, why = _split(train, task, max_train_samples, seed)
+        _not_stratified("train", why, notes)
+        how = "random" if why else "stratified"
         notes.append(f"train: {how} subsample of {len(train)} of {n_before} rows (seed {seed})")
     if task == "single_label" and len(set(train.labels)) < 2:
         raise DataError(f"{source!r}: the training rows left hold one class only; use more rows")

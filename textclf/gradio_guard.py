@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from textclf.safety import send_json
+from textclf.safety import read_body, replayed, send_json, uploaded_file
 
 logger = logging.getLogger(__name__)
 EVENT_ROUTE = re.compile(r"/gradio_api/(queue/join|run/[^/]+|api/[^/]+|call/(v2/)?[^/]+)/?$")
@@ -50,23 +50,13 @@ class GradioGuard:
         if not EVENT_ROUTE.search(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
-        messages, body = [], b""
-        while True:  # the body is already capped by BodyLimit, which wraps this
-            message = await receive()
-            messages.append(message)
-            body += message.get("body", b"")
-            if message["type"] != "http.request" or not message.get("more_body"):
-                break
+        messages, body = await read_body(receive)  # already capped by BodyLimit, which wraps this
         problem = self.problem(scope["path"], body)
         if problem:
             logger.warning("textclf: refused (%s): %s", scope["path"], problem)
             await send_json(send, 422, {"error": problem})
             return
-
-        async def replay() -> dict[str, Any]:
-            return messages.pop(0) if messages else await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replayed(messages, receive), send)
 
     def problem(self, path: str, body: bytes) -> str | None:
         """Why this request must not reach Gradio, or None. A body that is not JSON is Gradio's to refuse."""
@@ -79,7 +69,7 @@ class GradioGuard:
             return None
         if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
             return None
-        if any(not self._uploaded(ref) for ref in refs):
+        if any(uploaded_file(ref, self.uploads) is None for ref in refs):
             return ("a file in this request was not uploaded to this server: upload the file first, then send "
                     "the reference the upload returned")
         handler = self._inputs(path, payload)
@@ -87,21 +77,14 @@ class GradioGuard:
             return "this app has no such handler: take the handlers from its /config"
         inputs, updated = handler
         for i, (component, value) in enumerate(zip(inputs, payload["data"], strict=False)):
-            # A component some handler updates may hold other choices in this session than the config's first ones:
-            # its choices are the handler's (and Gradio's) to check.
+            # A handler can give a component it updates new choices for one visitor, which the config does not
+            # hold: those choices are the handler's (and Gradio's) to check.
             wrong = _wrong_type(component, value) or (None if component.get("id") in updated
                                                       else _outside_choices(component, value) or _outside_range(component, value))
             if wrong:
                 label = component.get("props", {}).get("label") or component.get("type")
                 return f"input {i + 1} ({str(label)[:60]}) {wrong}"
         return None
-
-    def _uploaded(self, ref: str) -> bool:
-        try:
-            resolved = Path(ref).resolve()
-        except (OSError, ValueError):
-            return False
-        return resolved.is_relative_to(self.uploads) and resolved != self.uploads
 
     def _inputs(self, path: str, payload: dict[str, Any]) -> tuple[list[dict[str, Any]], set[int]] | None:
         """The input components of the handler this request runs (by fn_index, or by the api_name in its path), and

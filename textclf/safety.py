@@ -82,13 +82,22 @@ def upload_dir() -> str:
     return os.environ.get("GRADIO_TEMP_DIR") or str((Path(tempfile.gettempdir()) / "gradio").resolve())
 
 
+def uploaded_file(path: str, root: str | Path | None = None) -> Path | None:
+    """``path`` resolved (symlinks too) if it is a file inside the upload folder, else None."""
+    try:
+        folder, resolved = Path(root or upload_dir()).resolve(), Path(path).resolve()
+    except (OSError, ValueError):  # a NUL byte, a loop of links
+        return None
+    inside = resolved.is_relative_to(folder) and resolved != folder and resolved.is_file()
+    return resolved if inside else None
+
+
 def check_uploaded(path: str, root: str | Path | None = None) -> Path:
-    """``path`` if it is a file inside the upload folder (symlinks resolved), else a DataError. A handler gets a file
-    path from the client; only files this server received as uploads may be opened."""
-    folder = Path(root or upload_dir()).resolve()
-    resolved = Path(path).resolve()
-    if not resolved.is_relative_to(folder) or resolved == folder or not resolved.is_file():
-        raise DataError("that file was not uploaded to this server: expected a file uploaded here in this session; "
+    """``path`` if it is a file inside the upload folder, else a DataError. A handler gets a file path from the
+    client; only files this server received as uploads may be opened."""
+    resolved = uploaded_file(path, root)
+    if resolved is None:
+        raise DataError("that file was not uploaded to this server: expected a file uploaded to this app; "
                         "upload it again")
     return resolved
 
@@ -119,25 +128,35 @@ class BodyLimit:
         if declared is not None:  # declared and within the limit: the server stops reading at that length
             await self.app(scope, receive, send)
             return
-        messages, size = [], 0
-        while True:  # no length declared: read it here, up to the limit, then hand it on
-            message = await receive()
-            messages.append(message)
-            size += len(message.get("body", b""))
-            if size > self.limit:
-                await self._refuse(send, size)
-                return
-            if message["type"] != "http.request" or not message.get("more_body"):
-                break
-
-        async def replay() -> dict[str, Any]:
-            return messages.pop(0) if messages else await receive()
-
-        await self.app(scope, replay, send)
+        messages, body = await read_body(receive, self.limit)  # no length declared: read it here, up to the limit
+        if len(body) > self.limit:
+            await self._refuse(send, len(body))
+            return
+        await self.app(scope, replayed(messages, receive), send)
 
     async def _refuse(self, send: Any, size: int) -> None:
         await send_json(send, 413, {"error": f"the request body is {size:,} bytes or more, the limit is "
                                              f"{self.limit:,}: send texts of at most {MAX_TEXT_CHARS:,} characters"})
+
+
+async def read_body(receive: Any, limit: int | None = None) -> tuple[list[dict[str, Any]], bytes]:
+    """Read a request's body messages in ASGI middleware (stopping once past ``limit`` bytes): the messages, to hand
+    on with :func:`replayed`, and the bytes."""
+    messages, body = [], b""
+    while True:
+        message = await receive()
+        messages.append(message)
+        body += message.get("body", b"")
+        if (limit is not None and len(body) > limit) or message["type"] != "http.request" or not message.get("more_body"):
+            return messages, body
+
+
+def replayed(messages: list[dict[str, Any]], receive: Any) -> Any:
+    """A ``receive`` for the app behind the middleware: the messages already read, then the rest."""
+    async def replay() -> dict[str, Any]:
+        return messages.pop(0) if messages else await receive()
+
+    return replay
 
 
 async def send_json(send: Any, status: int, content: dict[str, Any]) -> None:

@@ -92,8 +92,8 @@ def open_storage(url: Any = None) -> Any:
     # Heartbeats: a worker that dies mid-trial leaves a RUNNING trial; once its heartbeat is older than the grace
     # period, the next trial started on this storage (by any worker) marks it failed and enqueues a retry.
     interval = int(os.environ.get("TEXTCLF_HEARTBEAT_S", "30"))
-    # SQLite takes one writer at a time and makes the others wait up to this long (its default, 5 s, was passed on
-    # a loaded machine while the dashboard read the study every few seconds: a finished trial's commit failed).
+    # SQLite takes one writer at a time and makes the others wait up to this long. Its default, 5 s, is too short
+    # on a loaded machine while the dashboard reads the study every few seconds: a finished trial's commit fails.
     engine_kwargs = {"connect_args": {"timeout": 60}} if resolved.startswith("sqlite") else None
     attempt = 0
     while True:
@@ -454,10 +454,9 @@ def _record_failure(trial: Any, reason: str) -> None:
 def fail_reason(trial: Any, trials: list[Any]) -> str | None:
     """Why a failed trial failed: its recorded reason, or, for one whose worker died (no reason could be written;
     Optuna failed it for its stale heartbeat and may have queued a retry), that."""
-    if trial.state.name != "FAIL":
-        return trial.user_attrs.get("fail_reason")
-    if trial.user_attrs.get("fail_reason"):
-        return trial.user_attrs["fail_reason"]
+    reason = trial.user_attrs.get("fail_reason")
+    if reason or trial.state.name != "FAIL":
+        return reason
     retry = next((t.number for t in trials if trial.number in (t.system_attrs.get("retry_history") or [])), None)
     return "its process stopped answering (no heartbeat)" + (f"; retried as trial {retry}" if retry is not None else "")
 

@@ -245,7 +245,7 @@ def _compare_section(dash: Dashboard, existing: gr.Dropdown) -> None:
     @guarded
     def compare(name: str | None) -> tuple[Any, ...]:
         from textclf.charts import all_charts
-        from textclf.study import load_study
+        from textclf.storage import load_study
 
         if not name:
             return ("Open a study in the Study section; charts update while it runs.", *[None] * len(plots))

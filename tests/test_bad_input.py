@@ -163,12 +163,12 @@ def test_a_time_budget_used_up_by_setup_starts_no_trial(tiny_models: dict, studi
 
 def test_a_trial_that_fails_outside_the_training_loop_still_says_why(tiny_models: dict, studies: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    import textclf.study as study_mod
+    import textclf.runner as runner_mod
 
     def broken(*args: object, **kwargs: object) -> float:
         raise RuntimeError("latency probe exploded")
 
-    monkeypatch.setattr(study_mod, "_latency_ms", broken)  # runs after training, before the model is kept
+    monkeypatch.setattr(runner_mod, "latency_ms", broken)  # runs after training, before the model is kept
     summary = run_study(StudyConfig(study="after", data="demo", backbones=["tiny-bert"], trials=1, epochs=1,
                                     space=SearchSpace(lr=(1e-3, 1e-3), batch_sizes=(16,))),
                         progress=False, log=lambda _: None)

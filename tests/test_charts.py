@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import optuna
 import pytest
 
 from textclf import charts
-from textclf.study import ATTR
+from textclf.storage import SETUP_ATTR as ATTR
 
 DISTS = {
     "backbone": optuna.distributions.CategoricalDistribution(["minilm", "scratch:minilm"]),
@@ -110,9 +111,32 @@ def test_every_chart_handles_empty_and_one_trial_studies(rows: list) -> None:
         assert "two completed" in figs["importances"].layout.annotations[0].text
 
 
-def test_optuna_plots_are_reused_with_the_categorical_backbone() -> None:
-    study = make_study(FULL)
-    fig = charts.parallel_coordinates(study)
-    assert "backbone" in list(fig.layout.xaxis.ticktext)
-    assert {"minilm", "scratch:minilm"} <= {a.text for a in fig.layout.annotations}  # categories named on the axis
-    assert charts.param_importances(study).data
+def test_parallel_coordinates_name_the_categorical_backbone_and_log_scale_the_rates() -> None:
+    info = charts.extract_parallel_coordinates(charts.study_data(make_study(FULL)))
+    dims = {d.label: d for d in info.dimensions}
+    assert set(dims) == {"backbone", "lr", "head_lr_ratio", "batch_size"}
+    assert dims["backbone"].ticks == ["minilm", "scratch:minilm"]
+    assert info.scores == [0.85, 0.63, 0.82]  # completed trials only: the pruned one has no final score
+    fig = charts.draw_parallel_coordinates(info)
+    axes = {d.label: d for d in fig.data[0].dimensions}
+    assert list(axes["backbone"].ticktext) == ["minilm", "scratch:minilm"] and list(axes["backbone"].values) == [0, 1, 0]
+    assert list(axes["lr"].values) == pytest.approx([-4, -4, math.log10(3e-5)])  # drawn as log10, ticks the real rates
+    assert list(axes["accuracy"].values) == [0.85, 0.63, 0.82]
+
+
+def test_importances_are_computed_from_the_record_and_drawn_largest_first() -> None:
+    info = charts.extract_param_importances(charts.study_data(make_study(FULL)))
+    assert info.message is None and set(info.values) <= {"backbone", "lr", "head_lr_ratio", "batch_size"}
+    assert sum(info.values.values()) == pytest.approx(1.0)
+    bars = charts.draw_param_importances(info).data[0]
+    assert list(bars.y)[-1] == max(info.values, key=info.values.get)
+
+
+def test_extracted_chart_data_is_plain_and_drawn_without_the_study() -> None:
+    data = charts.study_data(make_study(FULL))
+    info = charts.extract_score_by_backbone(data)
+    assert {b: [p.value for p in points] for b, points in info.series.items()} == {
+        "minilm": [0.85, 0.82], "scratch:minilm": [0.63, 0.55]}
+    history = charts.extract_optimization_history(data)
+    assert [p.y for points in history.series.values() for p in points] == [0.85, 0.85, 0.85, 0.85]
+    assert charts.draw_score_by_backbone(info).to_dict() == charts.score_by_backbone(data).to_dict()

@@ -75,10 +75,10 @@ def test_kill_9_mid_trial_then_rerun_resumes_and_retries(tiny_models: dict, tmp_
 
 def test_a_trial_that_runs_out_of_memory_fails_with_its_reason_and_the_study_goes_on(
         tiny_models: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import textclf.study as study_mod
+    import textclf.runner as runner_mod
     from textclf.study import SearchSpace, StudyConfig, run_study
 
-    real_train = study_mod.train
+    real_train = runner_mod.train
     calls = []
 
     def train_once_out_of_memory(*args, **kwargs):
@@ -87,7 +87,7 @@ def test_a_trial_that_runs_out_of_memory_fails_with_its_reason_and_the_study_goe
             raise MemoryError("simulated: cannot allocate 2.0 GiB")
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(study_mod, "train", train_once_out_of_memory)
+    monkeypatch.setattr(runner_mod, "train", train_once_out_of_memory)
     monkeypatch.setenv("TEXTCLF_STUDIES_DIR", str(tmp_path))
     summary = run_study(StudyConfig(study="oom", data="demo", backbones=["tiny-bert"], trials=3, epochs=1,
                                     space=SearchSpace(lr=(1e-3, 2e-3), batch_sizes=(16,))), progress=False,

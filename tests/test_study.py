@@ -285,7 +285,7 @@ def test_same_seed_gives_identical_metrics(tiny_models: dict) -> None:
 def test_a_better_model_kept_by_another_worker_is_not_overwritten(tiny_models: dict, studies: Path) -> None:
     import json
 
-    import textclf.study as study_mod
+    import textclf.runner as runner_mod
     from textclf.backbones import load_tokenizer, resolve_backbone
     from textclf.data import load_data
 
@@ -303,7 +303,7 @@ def test_a_better_model_kept_by_another_worker_is_not_overwritten(tiny_models: d
         def set_user_attr(self, key: str, value: object) -> None:
             self.user_attrs[key] = value
 
-    runner = study_mod._Runner(cfg, load_data("demo"), ["tiny-bert"], "accuracy", folder.parent, False, quiet)
+    runner = runner_mod.TrialRunner(cfg, load_data("demo"), ["tiny-bert"], "accuracy", folder.parent, False, quiet)
     tok = load_tokenizer(resolve_backbone("tiny-bert"))
     model = runner.fresh_model("tiny-bert", tok.pad_token_id, cfg.seed)
     runner._keep_if_best(FinishedTrial(), {"backbone": "tiny-bert"}, model, tok, {"accuracy": 1.5}, 1.5, None)
@@ -559,10 +559,10 @@ def test_workers_split_the_threads_and_the_last_one_left_takes_them_all() -> Non
 
     import torch
 
-    from textclf.study import _Runner
+    from textclf.runner import TrialRunner
 
     before = torch.get_num_threads()
-    runner = _Runner(StudyConfig(study="t", data="demo"), None, [], "accuracy", Path("."), False, quiet)  # type: ignore[arg-type]
+    runner = TrialRunner(StudyConfig(study="t", data="demo"), None, [], "accuracy", Path("."), False, quiet)  # type: ignore[arg-type]
     active = multiprocessing.get_context("spawn").Value("i", 2)
     runner.share = (4, active)
     try:

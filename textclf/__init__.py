@@ -15,7 +15,7 @@ _EXPORTS = {
     "Backbone": "textclf.backbones", "register_backbone": "textclf.backbones", "resolve_backbone": "textclf.backbones",
     "TrainConfig": "textclf.train", "train": "textclf.train",
     "SearchSpace": "textclf.config", "StudyConfig": "textclf.config", "run_study": "textclf.study",
-    "summarize": "textclf.study", "load_study": "textclf.study",
+    "summarize": "textclf.summary", "load_study": "textclf.storage",
     "save_model": "textclf.export", "ModelInfo": "textclf.export",
     "Predictor": "textclf.predict", "Prediction": "textclf.predict",
     "TextclfError": "textclf.errors", "DataError": "textclf.errors", "ConfigError": "textclf.errors",

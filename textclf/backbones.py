@@ -87,6 +87,11 @@ def registered_backbones() -> list[str]:
     return list(_REGISTRY)
 
 
+def registered(name: str) -> Backbone | None:
+    """The registry's entry for ``name`` (None for folders, hub ids and unknown names)."""
+    return _REGISTRY.get(name)
+
+
 for _b in (
     Backbone("bert", "bert", "bert-base-uncased", head_modules=("classifier",), lr=3e-5,
              description="BERT base uncased (110M)"),
@@ -127,7 +132,7 @@ def resolve_backbone(name: str) -> Backbone:
         if not (path / "config.json").is_file():
             raise BackboneUnavailable(f"model folder {name!r} has no config.json; expected a save_pretrained folder")
         family = _read_model_type(path / "config.json")
-        return Backbone(name, family, local_path=lambda p=path: p, padding_side=_default_padding_side(family))
+        return Backbone(name, family, local_path=lambda p=path: p, padding_side=padding_side_for(family))
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise BackboneUnavailable(f"model folder {name!r} does not exist; give an existing folder, a hub id or one of "
                                   + ", ".join(_REGISTRY))
@@ -146,8 +151,9 @@ def _read_model_type(config_path: Path) -> str:
         raise BackboneUnavailable(f"cannot read {config_path}: {exc}; expected a transformers config.json") from exc
 
 
-def _default_padding_side(family: str) -> str:
-    return "left" if family == "xlnet" else "right"
+def padding_side_for(model_type: str) -> str:
+    """The side a model type pads on: XLNet summarises from its last token, so it pads on the left."""
+    return "left" if _family_of(model_type) == "xlnet" else "right"
 
 
 def _offline() -> bool:
@@ -193,7 +199,7 @@ def availability(names: list[str]) -> dict[str, str | None]:
     return out
 
 
-def _quiet_transformers() -> Any:
+def quiet_transformers() -> Any:
     import transformers
 
     transformers.logging.set_verbosity_error()  # the per-load "newly initialized" report is expected here
@@ -202,7 +208,7 @@ def _quiet_transformers() -> Any:
 
 
 def load_tokenizer(backbone: Backbone) -> Any:
-    transformers = _quiet_transformers()
+    transformers = quiet_transformers()
     check_available(backbone)
     try:
         tok = transformers.AutoTokenizer.from_pretrained(backbone.location(), trust_remote_code=False)
@@ -219,7 +225,7 @@ def load_model(backbone: Backbone, *, num_labels: int, multi_label: bool, id2lab
                dropout: float | None = None, attn_implementation: str | None = None, pad_token_id: int | None = None,
                seed: int | None = None) -> Any:
     """A sequence-classification model with a fresh head (and a fresh encoder too for ``scratch:``)."""
-    transformers = _quiet_transformers()
+    transformers = quiet_transformers()
     import torch
 
     check_available(backbone)

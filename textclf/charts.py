@@ -1,7 +1,9 @@
-"""Comparison charts. Each chart is a pure function of plain data (drawn with Plotly); :func:`study_data` is the one
-function that reads an Optuna study into that data. Empty and one-trial studies draw a figure with a message instead
-of failing. Optuna's own plots are reused where they already draw the right thing (history, parallel coordinates,
-parameter importances)."""
+"""Comparison charts, split as Optuna splits its own plots: for every chart a pure ``extract_*`` function reads what
+it shows from a :class:`~textclf.storage.StudyRecord` into plain data, and a pure ``draw_*`` function draws that data
+with Plotly; the chart's own name (``score_by_backbone(record)``) does both. Only :func:`study_data` (the storage's
+reader) touches Optuna's storage. Data with nothing to show yet carries a message, drawn as an empty figure that says
+why, so empty and one-trial studies never fail.
+"""
 
 from __future__ import annotations
 
@@ -10,76 +12,84 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from textclf.safety import plot_text
+from textclf.storage import StudyRecord, TrialRecord, read_study
+from textclf.summary import ranking_supported
 
 HEIGHT = 420
 PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D", "#BAB0AC"]
+LOG_PARAMS = ("lr", "head_lr_ratio")  # sampled on a log scale: drawn on one
+
+study_data = read_study  # the Compare tab's one read of the storage
 
 
+# ------------------------------------------------------------------------------------------------------ plain data
 @dataclass
-class TrialData:
-    number: int
+class Point:
+    trial: int
     state: str
-    value: float | None
-    backbone: str
-    params: dict[str, Any]
-    train_time_s: float | None = None
-    curve: list[dict[str, float]] = field(default_factory=list)
-    report: dict[str, Any] | None = None
-    recipe: bool = False
-    fail_reason: str | None = None
-    progress: float | None = None
-    duration_s: float | None = None
-    seed_of: int | None = None
-    stopped: str | None = None  # why a finished trial ended before its epochs did (the time budget)
+    value: float
+    x: Any = None
+    y: Any = None
 
 
 @dataclass
-class StudyData:
-    name: str
+class Scatter:
+    """Trials as points per backbone (the data of most charts)."""
+
+    title: str
     metric: str
-    task: str | None
-    label_names: list[str]
     baseline: float | None
-    trials: list[TrialData]
-
-    @property
-    def finished(self) -> list[TrialData]:
-        return [t for t in self.trials if t.state in ("COMPLETE", "PRUNED") and t.value is not None]
-
-    @property
-    def complete(self) -> list[TrialData]:
-        """Completed trials that compete for "best" (seed re-runs only measure spread)."""
-        return [t for t in self.trials if t.state == "COMPLETE" and t.value is not None and t.seed_of is None]
-
-    def backbones(self) -> list[str]:
-        return sorted({t.backbone for t in self.trials if t.backbone})
-
-    def best_per_backbone(self) -> dict[str, TrialData]:
-        best: dict[str, TrialData] = {}
-        for t in self.complete:
-            if t.backbone not in best or (t.value or 0) > (best[t.backbone].value or 0):
-                best[t.backbone] = t
-        return best
+    series: dict[str, list[Point]]
+    colors: dict[str, str]
+    message: str | None = None  # why there is nothing to draw yet
+    x_label: str = ""
 
 
-def study_data(study: Any) -> StudyData:
-    """Read what the charts need from an Optuna study (the only function here that touches Optuna)."""
-    from textclf.study import ATTR, fail_reason
+@dataclass
+class Curves:
+    title: str
+    metric: str
+    baseline: float | None
+    trials: list[tuple[TrialRecord, list[float], list[float | None], list[str]]]  # trial, epochs, scores, hover notes
+    colors: dict[str, str]
+    message: str | None = None
 
-    attrs = study.user_attrs.get(ATTR, {})
-    trials = []
-    stored = study.get_trials(deepcopy=False)
-    for t in stored:
-        ua = t.user_attrs
-        trials.append(TrialData(
-            number=t.number, state=t.state.name, value=t.value, backbone=t.params.get("backbone", ua.get("backbone", "")),
-            params=dict(t.params), train_time_s=ua.get("train_time_s"), curve=list(ua.get("learning_curve", [])),
-            report=ua.get("report"), recipe=bool(ua.get("recipe")), fail_reason=fail_reason(t, stored),
-            progress=ua.get("progress"), duration_s=t.duration.total_seconds() if t.duration else None,
-            seed_of=ua.get("seed_of"), stopped=ua.get("stopped")))
-    baseline = attrs.get("baseline") or {}
-    return StudyData(name=study.study_name, metric=attrs.get("metric", "value"), task=attrs.get("task"),
-                     label_names=list(attrs.get("label_names", [])), baseline=baseline.get("value"), trials=trials)
+
+@dataclass
+class PerBackbone:
+    """One value per backbone's best model: a confusion matrix, per-class F1, or every seed's score."""
+
+    title: str
+    metric: str
+    values: dict[str, Any]
+    colors: dict[str, str]
+    label_names: list[str] = field(default_factory=list)
+    baseline: float | None = None
+    message: str | None = None
+
+
+@dataclass
+class Dimension:
+    label: str
+    values: list[float]
+    log: bool = False
+    ticks: list[str] | None = None  # a categorical axis's names, at positions 0, 1, ...
+
+
+@dataclass
+class Parallel:
+    title: str
+    metric: str
+    dimensions: list[Dimension]
+    scores: list[float]
+    message: str | None = None
+
+
+@dataclass
+class Importances:
+    title: str
+    values: dict[str, float]  # parameter -> share of the score's variance, largest first
+    message: str | None = None
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
@@ -106,181 +116,223 @@ def empty_figure(title: str, message: str) -> Any:
     return _layout(fig, title)
 
 
-def _colors(backbones: list[str]) -> dict[str, str]:
-    return {b: PALETTE[i % len(PALETTE)] for i, b in enumerate(backbones)}
+def colors(data: StudyRecord) -> dict[str, str]:
+    return {b: PALETTE[i % len(PALETTE)] for i, b in enumerate(data.backbones())}
 
 
-def _baseline_line(fig: Any, data: StudyData) -> None:
-    if data.baseline is not None:
-        fig.add_hline(y=data.baseline, line_dash="dash", line_color="#888",
-                      annotation_text=f"TF-IDF + LR baseline {data.baseline:.3f}", annotation_position="bottom right")
+def _baseline_line(fig: Any, baseline: float | None) -> None:
+    if baseline is not None:
+        fig.add_hline(y=baseline, line_dash="dash", line_color="#888",
+                      annotation_text=f"TF-IDF + LR baseline {baseline:.3f}", annotation_position="bottom right")
 
 
-# ------------------------------------------------------------------------------------------------------ charts
-def score_by_backbone(data: StudyData) -> Any:
+def _points(data: StudyRecord, rows: list[TrialRecord], x: Any = None, y: Any = None) -> dict[str, list[Point]]:
+    """``rows`` as points per backbone, in the study's backbone order; ``x``/``y`` read a point's coordinates."""
+    out: dict[str, list[Point]] = {}
+    for backbone in data.backbones():
+        sel = [Point(t.number, t.state, float(t.value), x(t) if x else None, y(t) if y else None)  # type: ignore[arg-type]
+               for t in rows if t.backbone == backbone]
+        if sel:
+            out[backbone] = sel
+    return out
+
+
+def _scatter(data: StudyRecord, title: str, rows: list[TrialRecord], empty: str, **kwargs: Any) -> Scatter:
+    series = _points(data, rows, kwargs.pop("x", None), kwargs.pop("y", None))
+    return Scatter(title, data.metric, data.baseline, series, colors(data), None if series else empty, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------------------ score by backbone
+def extract_score_by_backbone(data: StudyRecord) -> Scatter:
+    return _scatter(data, f"Validation {data.metric} by backbone", data.finished,
+                    "No finished trial yet: start a study in the Study section.")
+
+
+def draw_score_by_backbone(info: Scatter) -> Any:
     """Every finished trial's score per backbone (box = spread, diamond = best), baseline as a reference line."""
-    title = f"Validation {data.metric} by backbone"
-    if not data.finished:
-        return empty_figure(title, "No finished trial yet: start a study in the Study section.")
+    if info.message:
+        return empty_figure(info.title, info.message)
     go = _go()
     fig = go.Figure()
-    colors = _colors(data.backbones())
-    for backbone in data.backbones():
-        rows = [t for t in data.finished if t.backbone == backbone]
-        if not rows:
-            continue
-        values = [t.value for t in rows]
-        fig.add_trace(go.Box(y=values, name=backbone, boxpoints="all", jitter=0.3, pointpos=0, marker_color=colors[backbone],
-                             text=[f"trial {t.number} ({t.state.lower()})" for t in rows], hoverinfo="y+text",
+    for backbone, points in info.series.items():
+        values, color = [p.value for p in points], info.colors[backbone]
+        fig.add_trace(go.Box(y=values, name=backbone, boxpoints="all", jitter=0.3, pointpos=0, marker_color=color,
+                             text=[f"trial {p.trial} ({p.state.lower()})" for p in points], hoverinfo="y+text",
                              showlegend=False))
         fig.add_trace(go.Scatter(x=[backbone], y=[max(values)], mode="markers", marker_symbol="diamond", marker_size=13,
-                                 marker_color=colors[backbone], marker_line={"width": 1, "color": "black"},
+                                 marker_color=color, marker_line={"width": 1, "color": "black"},
                                  name=f"best {backbone}", hovertemplate=f"best {backbone}: %{{y:.4f}}<extra></extra>",
                                  showlegend=False))
-    _baseline_line(fig, data)
-    return _layout(fig, title, yaxis_title=f"{data.metric} (validation)")
+    _baseline_line(fig, info.baseline)
+    return _layout(fig, info.title, yaxis_title=f"{info.metric} (validation)")
 
 
-def score_vs_param(data: StudyData, param: str, *, log: bool = True, label: str | None = None) -> Any:
-    """Score against one hyperparameter, one colour per backbone; pruned trials hollow."""
+# ------------------------------------------------------------------------------------------------------ score vs a parameter
+def extract_score_vs_param(data: StudyRecord, param: str, label: str | None = None) -> Scatter:
     label = label or param
-    title = f"Validation {data.metric} vs {label}"
     rows = [t for t in data.finished if param in t.params]
-    if not rows:
-        return empty_figure(title, "No finished trial yet.")
+    return _scatter(data, f"Validation {data.metric} vs {label}", rows, "No finished trial yet.",
+                    x=lambda t: t.params[param], x_label=label)
+
+
+def draw_score_vs_param(info: Scatter, *, log: bool = True) -> Any:
+    """Score against one hyperparameter, one colour per backbone; pruned trials hollow."""
+    if info.message:
+        return empty_figure(info.title, info.message)
     go = _go()
     fig = go.Figure()
-    colors = _colors(data.backbones())
-    for backbone in data.backbones():
-        sel = [t for t in rows if t.backbone == backbone]
-        if not sel:
-            continue
+    for backbone, points in info.series.items():
+        color = info.colors[backbone]
         fig.add_trace(go.Scatter(
-            x=[t.params[param] for t in sel], y=[t.value for t in sel], mode="markers", name=backbone,
-            marker={"size": 11, "color": [colors[backbone] if t.state == "COMPLETE" else "white" for t in sel],
-                    "line": {"width": 2, "color": colors[backbone]}},
-            text=[f"trial {t.number} ({t.state.lower()})" for t in sel],
-            hovertemplate=f"{label}=%{{x:.3g}}<br>{data.metric}=%{{y:.4f}}<br>%{{text}}<extra>{backbone}</extra>"))
-    _baseline_line(fig, data)
-    fig.update_xaxes(type="log" if log else "linear", title=label)
-    return _layout(fig, title, yaxis_title=data.metric)
+            x=[p.x for p in points], y=[p.value for p in points], mode="markers", name=backbone,
+            marker={"size": 11, "color": [color if p.state == "COMPLETE" else "white" for p in points],
+                    "line": {"width": 2, "color": color}},
+            text=[f"trial {p.trial} ({p.state.lower()})" for p in points],
+            hovertemplate=f"{info.x_label}=%{{x:.3g}}<br>{info.metric}=%{{y:.4f}}<br>%{{text}}<extra>{backbone}</extra>"))
+    _baseline_line(fig, info.baseline)
+    fig.update_xaxes(type="log" if log else "linear", title=info.x_label)
+    return _layout(fig, info.title, yaxis_title=info.metric)
 
 
-def lr_ratio_map(data: StudyData) -> Any:
-    """Encoder learning rate × head/encoder ratio, coloured by score, one panel per backbone."""
-    title = f"Learning rate × head/encoder ratio ({data.metric})"
+def score_vs_param(data: StudyRecord, param: str, *, log: bool = True, label: str | None = None) -> Any:
+    return draw_score_vs_param(extract_score_vs_param(data, param, label), log=log)
+
+
+# ------------------------------------------------------------------------------------------------------ lr × ratio
+def extract_lr_ratio_map(data: StudyRecord) -> Scatter:
     rows = [t for t in data.finished if "lr" in t.params and "head_lr_ratio" in t.params]
-    if not rows:
-        return empty_figure(title, "No finished trial yet.")
+    return _scatter(data, f"Learning rate × head/encoder ratio ({data.metric})", rows, "No finished trial yet.",
+                    x=lambda t: t.params["lr"], y=lambda t: t.params["head_lr_ratio"])
+
+
+def draw_lr_ratio_map(info: Scatter) -> Any:
+    """Encoder learning rate × head/encoder ratio, coloured by score, one panel per backbone."""
+    if info.message:
+        return empty_figure(info.title, info.message)
     from plotly.subplots import make_subplots
 
     go = _go()
-    backbones = [b for b in data.backbones() if any(t.backbone == b for t in rows)]
+    backbones = list(info.series)
     fig = make_subplots(rows=1, cols=len(backbones), subplot_titles=backbones, shared_yaxes=True)
-    values = [t.value for t in rows]
+    values = [p.value for points in info.series.values() for p in points]
     lo, hi = min(values), max(values)
-    for col, backbone in enumerate(backbones, start=1):
-        sel = [t for t in rows if t.backbone == backbone]
+    for col, (backbone, points) in enumerate(info.series.items(), start=1):
         fig.add_trace(go.Scatter(
-            x=[t.params["lr"] for t in sel], y=[t.params["head_lr_ratio"] for t in sel], mode="markers",
-            marker={"size": 14, "color": [t.value for t in sel], "colorscale": "Viridis", "cmin": lo,
+            x=[p.x for p in points], y=[p.y for p in points], mode="markers",
+            marker={"size": 14, "color": [p.value for p in points], "colorscale": "Viridis", "cmin": lo,
                     "cmax": hi if hi > lo else lo + 1e-9, "showscale": col == len(backbones),
-                    "colorbar": {"title": data.metric}, "line": {"width": 1, "color": "#333"}},
-            text=[f"trial {t.number}: {t.value:.4f}" for t in sel], name=backbone, showlegend=False,
+                    "colorbar": {"title": info.metric}, "line": {"width": 1, "color": "#333"}},
+            text=[f"trial {p.trial}: {p.value:.4f}" for p in points], name=backbone, showlegend=False,
             hovertemplate="lr=%{x:.2e}<br>ratio=%{y:.1f}<br>%{text}<extra></extra>"), row=1, col=col)
         fig.update_xaxes(type="log", title_text="encoder lr", row=1, col=col)
     fig.update_yaxes(type="log", title_text="head / encoder lr", row=1, col=1)
-    return _layout(fig, title)
+    return _layout(fig, info.title)
 
 
-def learning_curves(data: StudyData) -> Any:
-    """Validation score at every evaluation of every trial; pruned trials dashed and ended with a cross. Mid-epoch
-    points of the first epoch may score the training rows since the previous point instead, each predicted before
-    the model trained on it (progressive validation); their hover says so."""
-    title = f"Learning curves (validation {data.metric})"
-    rows = [t for t in data.trials if t.curve]
-    if not rows:
-        return empty_figure(title, "No evaluation reported yet.")
+# ------------------------------------------------------------------------------------------------------ learning curves
+def extract_learning_curves(data: StudyRecord) -> Curves:
+    """Each trial's evaluations as (epoch, score). Mid-epoch points of the first epoch may score the training rows
+    since the previous point instead, each predicted before the model trained on it (progressive validation): their
+    note says so."""
+    rows = [(t, [p["step"] / 100 for p in t.curve], [p.get(data.metric) for p in t.curve],
+             [f"<br>{p['rows']} training rows, each before it was learnt" if p.get("on") == "train" else ""
+              for p in t.curve]) for t in data.trials if t.curve]
+    return Curves(f"Learning curves (validation {data.metric})", data.metric, data.baseline, rows, colors(data),
+                  None if rows else "No evaluation reported yet.")
+
+
+def draw_learning_curves(info: Curves) -> Any:
+    """Validation score at every evaluation of every trial; pruned trials dashed and ended with a cross."""
+    if info.message:
+        return empty_figure(info.title, info.message)
     go = _go()
     fig = go.Figure()
-    colors = _colors(data.backbones())
     shown: set[str] = set()
-    for t in rows:
-        xs = [p["step"] / 100 for p in t.curve]
-        ys = [p.get(data.metric) for p in t.curve]
+    for t, xs, ys, notes in info.trials:
         pruned = t.state == "PRUNED"
-        sources = [f"<br>{p['rows']} training rows, each before it was learnt" if p.get("on") == "train" else ""
-                   for p in t.curve]
         fig.add_trace(go.Scatter(
-            x=xs, y=ys, text=sources, mode="lines+markers", name=t.backbone, legendgroup=t.backbone,
+            x=xs, y=ys, text=notes, mode="lines+markers", name=t.backbone, legendgroup=t.backbone,
             showlegend=t.backbone not in shown,
-            line={"color": colors.get(t.backbone, "#999"), "dash": "dash" if pruned else "solid", "width": 2},
+            line={"color": info.colors.get(t.backbone, "#999"), "dash": "dash" if pruned else "solid", "width": 2},
             marker={"symbol": ["circle"] * (len(xs) - 1) + ["x" if pruned else "circle"],
                     "size": [6] * (len(xs) - 1) + [12 if pruned else 6]},
             hovertemplate=f"trial {t.number} ({t.state.lower()})<br>epoch %{{x:.2f}}: %{{y:.4f}}%{{text}}"
                           f"<extra>{t.backbone}</extra>"))
         shown.add(t.backbone)
-    _baseline_line(fig, data)
-    return _layout(fig, title, xaxis_title="epoch", yaxis_title=data.metric)
+    _baseline_line(fig, info.baseline)
+    return _layout(fig, info.title, xaxis_title="epoch", yaxis_title=info.metric)
 
 
-def score_vs_time(data: StudyData) -> Any:
-    title = f"Validation {data.metric} vs training time"
+# ------------------------------------------------------------------------------------------------------ score vs time
+def extract_score_vs_time(data: StudyRecord) -> Scatter:
     rows = [t for t in data.complete if t.train_time_s]
-    if not rows:
-        return empty_figure(title, "No completed trial yet.")
+    return _scatter(data, f"Validation {data.metric} vs training time", rows, "No completed trial yet.",
+                    x=lambda t: t.train_time_s, x_label="training time (s)")
+
+
+def draw_score_vs_time(info: Scatter) -> Any:
+    if info.message:
+        return empty_figure(info.title, info.message)
     go = _go()
     fig = go.Figure()
-    colors = _colors(data.backbones())
-    for backbone in data.backbones():
-        sel = [t for t in rows if t.backbone == backbone]
-        if sel:
-            fig.add_trace(go.Scatter(x=[t.train_time_s for t in sel], y=[t.value for t in sel], mode="markers", name=backbone,
-                                     marker={"size": 11, "color": colors[backbone]},
-                                     text=[f"trial {t.number}" for t in sel],
-                                     hovertemplate="%{x:.0f}s → %{y:.4f}<br>%{text}<extra></extra>"))
-    _baseline_line(fig, data)
-    return _layout(fig, title, xaxis_title="training time (s)", yaxis_title=data.metric)
+    for backbone, points in info.series.items():
+        fig.add_trace(go.Scatter(x=[p.x for p in points], y=[p.value for p in points], mode="markers", name=backbone,
+                                 marker={"size": 11, "color": info.colors[backbone]},
+                                 text=[f"trial {p.trial}" for p in points],
+                                 hovertemplate="%{x:.0f}s → %{y:.4f}<br>%{text}<extra></extra>"))
+    _baseline_line(fig, info.baseline)
+    return _layout(fig, info.title, xaxis_title=info.x_label, yaxis_title=info.metric)
 
 
-def optimization_history(data: StudyData) -> Any:
-    """Each finished trial's score in order, with the best so far."""
-    title = "Optimisation history"
+# ------------------------------------------------------------------------------------------------------ history
+def extract_optimization_history(data: StudyRecord) -> Scatter:
+    """Finished trials in order (x: trial number), each point's ``y`` the best completed score so far."""
     rows = sorted(data.finished, key=lambda t: t.number)
-    if not rows:
-        return empty_figure(title, "No finished trial yet.")
+    info = _scatter(data, "Optimisation history", rows, "No finished trial yet.", x=lambda t: t.number)
+    running = -math.inf
+    for p in sorted((p for points in info.series.values() for p in points), key=lambda p: p.trial):
+        running = max(running, p.value if p.state == "COMPLETE" else -math.inf)
+        p.y = running if running > -math.inf else None
+    return info
+
+
+def draw_optimization_history(info: Scatter) -> Any:
+    """Each finished trial's score in order, with the best so far."""
+    if info.message:
+        return empty_figure(info.title, info.message)
     go = _go()
     fig = go.Figure()
-    colors = _colors(data.backbones())
-    fig.add_trace(go.Scatter(x=[t.number for t in rows], y=[t.value for t in rows], mode="markers", name="trial",
-                             marker={"size": 10, "color": [colors.get(t.backbone, "#999") for t in rows]},
-                             text=[f"{t.backbone} ({t.state.lower()})" for t in rows],
+    rows = sorted(((b, p) for b, points in info.series.items() for p in points), key=lambda bp: bp[1].trial)
+    fig.add_trace(go.Scatter(x=[p.trial for _, p in rows], y=[p.value for _, p in rows], mode="markers", name="trial",
+                             marker={"size": 10, "color": [info.colors.get(b, "#999") for b, _ in rows]},
+                             text=[f"{b} ({p.state.lower()})" for b, p in rows],
                              hovertemplate="trial %{x}: %{y:.4f}<br>%{text}<extra></extra>"))
-    best, running = [], -math.inf
-    for t in rows:
-        running = max(running, t.value if t.state == "COMPLETE" and t.value is not None else -math.inf)
-        best.append(running if running > -math.inf else None)
-    fig.add_trace(go.Scatter(x=[t.number for t in rows], y=best, mode="lines", name="best so far",
+    fig.add_trace(go.Scatter(x=[p.trial for _, p in rows], y=[p.y for _, p in rows], mode="lines", name="best so far",
                              line={"color": "#222", "shape": "hv"}))
-    _baseline_line(fig, data)
-    return _layout(fig, title, xaxis_title="trial", yaxis_title=data.metric)
+    _baseline_line(fig, info.baseline)
+    return _layout(fig, info.title, xaxis_title="trial", yaxis_title=info.metric)
 
 
-def confusion_matrices(data: StudyData) -> Any:
+# ------------------------------------------------------------------------------------------------------ best models
+def extract_confusion_matrices(data: StudyRecord) -> PerBackbone:
+    best = {b: t.report["confusion_matrix"] for b, t in data.best_per_backbone().items()
+            if t.report and "confusion_matrix" in t.report}
+    message = None if best else ("Multi-label studies have no confusion matrix; see per-class F1."
+                                 if data.task == "multi_label" else "No completed trial yet.")
+    return PerBackbone("Confusion matrix of each backbone's best model (validation)", data.metric, best, colors(data),
+                       data.label_names, message=message)
+
+
+def draw_confusion_matrices(info: PerBackbone) -> Any:
     """Confusion matrix (single-label) of each backbone's best model on validation, side by side."""
-    title = "Confusion matrix of each backbone's best model (validation)"
-    best = {b: t for b, t in data.best_per_backbone().items() if t.report and "confusion_matrix" in t.report}
-    if not best:
-        msg = ("Multi-label studies have no confusion matrix; see per-class F1." if data.task == "multi_label"
-               else "No completed trial yet.")
-        return empty_figure(title, msg)
+    if info.message:
+        return empty_figure(info.title, info.message)
     from plotly.subplots import make_subplots
 
     go = _go()
-    fig = make_subplots(rows=1, cols=len(best), subplot_titles=list(best), horizontal_spacing=0.08)
-    for col, (backbone, t) in enumerate(best.items(), start=1):
-        z = t.report["confusion_matrix"] if t.report else []
-        names = [plot_text(n) for n in data.label_names] or [str(i) for i in range(len(z))]
+    fig = make_subplots(rows=1, cols=len(info.values), subplot_titles=list(info.values), horizontal_spacing=0.08)
+    for col, (backbone, z) in enumerate(info.values.items(), start=1):
+        names = [plot_text(n) for n in info.label_names] or [str(i) for i in range(len(z))]
         fig.add_trace(go.Heatmap(z=z, x=names, y=names, colorscale="Blues", text=z, texttemplate="%{text}",
                                  showscale=False, name=backbone,
                                  hovertemplate=f"{backbone}<br>true %{{y}}<br>predicted %{{x}}: %{{z}}<extra></extra>"),
@@ -288,98 +340,200 @@ def confusion_matrices(data: StudyData) -> Any:
         fig.update_yaxes(autorange="reversed", row=1, col=col)
         fig.update_xaxes(title_text="predicted", row=1, col=col)
     fig.update_yaxes(title_text="true", row=1, col=1)
-    return _layout(fig, title)
+    return _layout(fig, info.title)
 
 
-def seed_variance(data: StudyData) -> Any:
-    """Mean ± standard deviation of each backbone's best configuration over seeds, with every run as a point; the
-    title says when the spread does not support the ranking of the top two."""
+def extract_per_class_f1(data: StudyRecord) -> PerBackbone:
+    best = {b: {name: v["f1"] for name, v in t.report["per_class"].items()}
+            for b, t in data.best_per_backbone().items() if t.report}
+    return PerBackbone("Per-class F1 of each backbone's best model (validation)", data.metric, best, colors(data),
+                       message=None if best else "No completed trial yet.")
+
+
+def draw_per_class_f1(info: PerBackbone) -> Any:
+    """Per-class F1 of each backbone's best model on validation."""
+    if info.message:
+        return empty_figure(info.title, info.message)
+    go = _go()
+    fig = go.Figure()
+    for backbone, per in info.values.items():
+        fig.add_trace(go.Bar(x=[plot_text(n) for n in per], y=list(per.values()), name=backbone,
+                             marker_color=info.colors.get(backbone)))
+    return _layout(fig, info.title, barmode="group", yaxis_title="F1", yaxis_range=[0, 1.05])
+
+
+def extract_seed_variance(data: StudyRecord) -> PerBackbone:
+    """Every seed's score of each backbone's best configuration (backbones run with one seed left out); the title
+    says when the spread does not support the ranking of the top two."""
+    import numpy as np
+
     title = f"Seed variance of each backbone's best configuration ({data.metric}, validation)"
-    best = data.best_per_backbone()
     runs = {b: [t.value] + [r.value for r in data.trials if r.seed_of == t.number and r.state == "COMPLETE"]
-            for b, t in best.items()}
+            for b, t in data.best_per_backbone().items()}
     runs = {b: [v for v in vals if v is not None] for b, vals in runs.items()}
     runs = {b: v for b, v in runs.items() if len(v) > 1}
-    if not runs:
-        return empty_figure(title, "Run the study with seeds (k > 0) to see how much the score moves with the seed.")
+    stats = {b: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1))} for b, v in runs.items()}
+    if ranking_supported(stats) is False:
+        title += " — ranking NOT supported by the spread"
+    return PerBackbone(title, data.metric, runs, colors(data), baseline=data.baseline, message=None if runs else
+                       "Run the study with seeds (k > 0) to see how much the score moves with the seed.")
+
+
+def draw_seed_variance(info: PerBackbone) -> Any:
+    """Mean ± standard deviation per backbone, with every run as a point."""
+    if info.message:
+        return empty_figure(info.title, info.message)
     import numpy as np
 
     go = _go()
-    colors = _colors(data.backbones())
-    stats = {b: (float(np.mean(v)), float(np.std(v, ddof=1))) for b, v in runs.items()}
     fig = go.Figure()
-    for b, vals in runs.items():
-        mean, std = stats[b]
+    for b, vals in info.values.items():
+        mean, std = float(np.mean(vals)), float(np.std(vals, ddof=1))
         fig.add_trace(go.Scatter(x=[b], y=[mean], error_y={"type": "data", "array": [std], "visible": True},
-                                 mode="markers", marker={"size": 16, "symbol": "diamond", "color": colors.get(b)},
+                                 mode="markers", marker={"size": 16, "symbol": "diamond", "color": info.colors.get(b)},
                                  name=f"{b}: {mean:.4f} ± {std:.4f} (n={len(vals)})"))
-        fig.add_trace(go.Scatter(x=[b] * len(vals), y=vals, mode="markers", marker={"size": 7, "color": colors.get(b),
-                                 "opacity": 0.5}, showlegend=False, hovertemplate="%{y:.4f}<extra></extra>"))
-    from textclf.study import ranking_supported
-
-    if ranking_supported({b: {"mean": m, "std": s} for b, (m, s) in stats.items()}) is False:
-        title += " — ranking NOT supported by the spread"
-    _baseline_line(fig, data)
-    return _layout(fig, title, yaxis_title=data.metric)
+        fig.add_trace(go.Scatter(x=[b] * len(vals), y=vals, mode="markers", marker={"size": 7,
+                                 "color": info.colors.get(b), "opacity": 0.5}, showlegend=False,
+                                 hovertemplate="%{y:.4f}<extra></extra>"))
+    _baseline_line(fig, info.baseline)
+    return _layout(fig, info.title, yaxis_title=info.metric)
 
 
-def per_class_f1(data: StudyData) -> Any:
-    """Per-class F1 of each backbone's best model on validation."""
-    title = "Per-class F1 of each backbone's best model (validation)"
-    best = {b: t for b, t in data.best_per_backbone().items() if t.report}
-    if not best:
-        return empty_figure(title, "No completed trial yet.")
-    go = _go()
-    fig = go.Figure()
-    colors = _colors(data.backbones())
-    for backbone, t in best.items():
-        per = t.report["per_class"] if t.report else {}
-        fig.add_trace(go.Bar(x=[plot_text(n) for n in per], y=[v["f1"] for v in per.values()], name=backbone,
-                             marker_color=colors.get(backbone)))
-    return _layout(fig, title, barmode="group", yaxis_title="F1", yaxis_range=[0, 1.05])
+# ------------------------------------------------------------------------------------------------------ parameters
+def _searched(rows: list[TrialRecord]) -> list[str]:
+    """The parameters the trials were sampled over, in their first appearance's order."""
+    names: list[str] = []
+    for t in rows:
+        names += [p for p in t.params if p not in names]
+    return names
 
 
-def parallel_coordinates(study: Any) -> Any:
-    """Optuna's parallel-coordinate plot (it handles the categorical backbone axis)."""
-    import optuna
-
+def extract_parallel_coordinates(data: StudyRecord) -> Parallel:
+    """One axis per searched parameter (a categorical one numbered, its names as ticks) and the score."""
     title = "Parallel coordinates"
-    if sum(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)) < 1:
-        return empty_figure(title, "No completed trial yet.")
-    fig = optuna.visualization.plot_parallel_coordinate(study)
-    return _layout(fig, title)
+    rows = [t for t in data.trials if t.state == "COMPLETE" and t.value is not None]
+    if not rows:
+        return Parallel(title, data.metric, [], [], "No completed trial yet.")
+    dims = []
+    for name in _searched(rows):
+        present = [t for t in rows if name in t.params]
+        if len(present) < len(rows):
+            continue  # an axis needs a value from every line
+        values = [t.params[name] for t in rows]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            dims.append(Dimension(name, [float(v) for v in values], log=name in LOG_PARAMS))
+        else:
+            ticks = sorted({str(v) for v in values})
+            dims.append(Dimension(name, [float(ticks.index(str(v))) for v in values], ticks=ticks))
+    return Parallel(title, data.metric, dims, [float(t.value) for t in rows])  # type: ignore[arg-type]
 
 
-def param_importances(study: Any) -> Any:
-    """Optuna's fANOVA parameter importances (needs two completed trials with differing parameters)."""
+def draw_parallel_coordinates(info: Parallel) -> Any:
+    if info.message:
+        return empty_figure(info.title, info.message)
+    go = _go()
+    dims = []
+    for d in info.dimensions:
+        if d.ticks is not None:
+            dims.append({"label": d.label, "values": d.values, "tickvals": list(range(len(d.ticks))),
+                         "ticktext": [plot_text(t) for t in d.ticks]})
+        elif d.log and min(d.values) > 0:  # Parcoords has no log axis: draw log10 with the real values as ticks
+            logs = [math.log10(v) for v in d.values]
+            ticks = sorted(set(d.values))
+            dims.append({"label": d.label, "values": logs, "tickvals": [math.log10(v) for v in ticks],
+                         "ticktext": [f"{v:.3g}" for v in ticks]})
+        else:
+            dims.append({"label": d.label, "values": d.values})
+    dims.append({"label": info.metric, "values": info.scores})
+    fig = go.Figure(go.Parcoords(dimensions=dims, line={"color": info.scores, "colorscale": "Viridis",
+                                                        "showscale": True, "colorbar": {"title": info.metric}}))
+    return _layout(fig, info.title)
+
+
+def extract_param_importances(data: StudyRecord) -> Importances:
+    """Optuna's fANOVA importances of the searched parameters, computed on an in-memory copy of the completed trials
+    (needs two with differing parameters)."""
     import optuna
 
     title = "Hyperparameter importances"
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-    if len(complete) < 2:
-        return empty_figure(title, "Needs at least two completed trials.")
+    rows = [t for t in data.trials if t.state == "COMPLETE" and t.value is not None and t.distributions]
+    if len(rows) < 2:
+        return Importances(title, {}, "Needs at least two completed trials.")
+    copy = optuna.create_study(direction="maximize")
+    for t in rows:
+        copy.add_trial(optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=t.value))
     try:
-        fig = optuna.visualization.plot_param_importances(study)
+        values = optuna.importance.get_param_importances(copy)
     except (RuntimeError, ValueError) as exc:  # e.g. every trial has identical parameters: nothing to attribute
-        return empty_figure(title, f"Not computable yet: {exc}")
-    return _layout(fig, title)
+        return Importances(title, {}, f"Not computable yet: {exc}")
+    return Importances(title, {k: float(v) for k, v in values.items()})
+
+
+def draw_param_importances(info: Importances) -> Any:
+    if info.message:
+        return empty_figure(info.title, info.message)
+    go = _go()
+    names = list(info.values)[::-1]  # largest at the top
+    fig = go.Figure(go.Bar(x=[info.values[n] for n in names], y=names, orientation="h", marker_color=PALETTE[0],
+                           hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
+    return _layout(fig, info.title, xaxis_title="share of the score's variance (fANOVA)")
+
+
+# ------------------------------------------------------------------------------------------------------ each chart
+def score_by_backbone(data: StudyRecord) -> Any:
+    return draw_score_by_backbone(extract_score_by_backbone(data))
+
+
+def lr_ratio_map(data: StudyRecord) -> Any:
+    return draw_lr_ratio_map(extract_lr_ratio_map(data))
+
+
+def learning_curves(data: StudyRecord) -> Any:
+    return draw_learning_curves(extract_learning_curves(data))
+
+
+def score_vs_time(data: StudyRecord) -> Any:
+    return draw_score_vs_time(extract_score_vs_time(data))
+
+
+def optimization_history(data: StudyRecord) -> Any:
+    return draw_optimization_history(extract_optimization_history(data))
+
+
+def confusion_matrices(data: StudyRecord) -> Any:
+    return draw_confusion_matrices(extract_confusion_matrices(data))
+
+
+def per_class_f1(data: StudyRecord) -> Any:
+    return draw_per_class_f1(extract_per_class_f1(data))
+
+
+def seed_variance(data: StudyRecord) -> Any:
+    return draw_seed_variance(extract_seed_variance(data))
+
+
+def parallel_coordinates(data: StudyRecord) -> Any:
+    return draw_parallel_coordinates(extract_parallel_coordinates(data))
+
+
+def param_importances(data: StudyRecord) -> Any:
+    return draw_param_importances(extract_param_importances(data))
 
 
 def all_charts(study: Any) -> dict[str, Any]:
-    """Every Compare chart for ``study``, by name."""
+    """Every Compare chart for ``study``, by name (one read of the storage)."""
     data = study_data(study)
-    charts = {
+    return {
         "score_by_backbone": score_by_backbone(data),
         "history": optimization_history(data),
         "score_vs_lr": score_vs_param(data, "lr", label="encoder learning rate"),
         "score_vs_ratio": score_vs_param(data, "head_lr_ratio", label="head / encoder learning-rate ratio"),
         "lr_ratio_map": lr_ratio_map(data),
-        "parallel": parallel_coordinates(study),
-        "importances": param_importances(study),
+        "parallel": parallel_coordinates(data),
+        "importances": param_importances(data),
         "learning_curves": learning_curves(data),
         "score_vs_time": score_vs_time(data),
         "per_class_f1": per_class_f1(data),
         "seed_variance": seed_variance(data),
+        "confusion": confusion_matrices(data),
     }
-    charts["confusion"] = confusion_matrices(data)
-    return charts

@@ -79,8 +79,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 def _run_config(args: argparse.Namespace) -> Any:
     """The study's config: from --config, or from the preset file overridden by the flags given."""
-    from textclf.config import StudyConfig, from_options
-    from textclf.study import load_preset
+    from textclf.config import StudyConfig, from_options, load_preset
 
     given = {k: v for k, v in vars(args).items() if v is not None and k not in ("command", "study", "json", "config")}
     if args.config is None:
@@ -141,13 +140,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.json:
                 print(json.dumps({k: v for k, v in summary.items() if k != "trials"} | {"trials": summary["trials"]}))
         elif args.command == "show":
-            from textclf.study import load_study, resolve_storage, summarize
+            from textclf.storage import load_study, resolve_storage
+            from textclf.summary import summarize
 
             summary = summarize(load_study(args.study, args.storage), resolve_storage(args.storage))
             print(json.dumps(summary)) if args.json else _print_summary(summary)
         elif args.command == "export":
             from textclf.export import copy_model
-            from textclf.study import best_model_dir, load_study
+            from textclf.storage import load_study
+            from textclf.summary import best_model_dir
 
             out = copy_model(best_model_dir(load_study(args.study, args.storage), args.backbone), args.out,
                              force=args.force)

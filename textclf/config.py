@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from textclf.data import TASKS
@@ -241,6 +243,28 @@ def adopt_stored(cfg: StudyConfig, stored: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- presets, CLI
+def studies_dir() -> Path:
+    """The folder of presets, the default SQLite storage and kept models: ``$TEXTCLF_STUDIES_DIR`` or ``studies``."""
+    return Path(os.environ.get("TEXTCLF_STUDIES_DIR", "studies")).expanduser().resolve()
+
+
+def load_preset(study: str) -> dict[str, Any]:
+    """Settings kept in ``studies/<study>.toml`` (empty if there is none); command-line flags override them."""
+    import tomllib
+
+    path = studies_dir() / f"{check_study_name(study)}.toml"
+    if not path.is_file():
+        return {}
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read study preset {path}: {exc}; fix the TOML") from exc
+    unknown = sorted(set(raw) - preset_keys())
+    if unknown:
+        raise ConfigError(f"study preset {path} has unknown keys {unknown}; allowed: {', '.join(sorted(preset_keys()))}")
+    return raw
+
+
 def preset_keys() -> set[str]:
     """The keys a ``studies/NAME.toml`` preset may set."""
     return {f.name for f in fields(StudyConfig) if f.metadata.get("preset")} | set(SPACE_KEYS)

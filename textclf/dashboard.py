@@ -95,7 +95,7 @@ class DashboardConfig:
 
     @property
     def storage_url(self) -> str:
-        from textclf.study import resolve_storage
+        from textclf.storage import resolve_storage
 
         if self.storage:
             return resolve_storage(self.storage)
@@ -314,7 +314,7 @@ class Dashboard:
     def storage(self) -> Any:
         """One opened storage for the app's lifetime: the live views poll it every few seconds."""
         if self._storage is None:
-            from textclf.study import open_storage
+            from textclf.storage import open_storage
 
             self._storage = open_storage(self.cfg.storage_url)
         return self._storage
@@ -471,11 +471,11 @@ class Dashboard:
         """Add ``trials`` to an existing study with its stored data, backbones and search space, within this app's
         limits: a study set up with more training rows than they allow is not resumed here."""
         from textclf.config import StudyConfig
-        from textclf.study import ATTR, load_study
+        from textclf.storage import load_study, setup_of
 
         if not study:
             raise ConfigError("open a study first (the list under 'Open a study in the storage')")
-        attrs = load_study(study, self.storage).user_attrs.get(ATTR, {})
+        attrs = setup_of(load_study(study, self.storage))
         if not attrs.get("data"):
             raise ConfigError(f"study {study!r} was not made by textclf (no data recorded); start a new study instead")
         trials, timeout = self._caps(trials, timeout_min, 0, len(attrs.get("backbones", [])))
@@ -495,21 +495,20 @@ class Dashboard:
         return f"**{md(target or 'nothing')}** is not running here."
 
     def list_studies(self) -> list[str]:
-        from textclf.study import list_studies
+        from textclf.storage import list_studies
 
         return list_studies(self.storage)
 
     def study_status(self, study: str | None) -> tuple[list[list[Any]], str]:
         """The live trial table and a progress line for ``study``; a worker that failed before its study existed
         says why."""
-        from textclf.charts import study_data
-        from textclf.study import load_study
+        from textclf.storage import load_study, read_study
 
         if not study:
             return [], "No study selected."
         worker = self.studies.worker(study)
         try:
-            data = study_data(load_study(study, self.storage))
+            data = read_study(load_study(study, self.storage))
         except ConfigError:
             if worker is None:
                 raise

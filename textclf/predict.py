@@ -150,9 +150,9 @@ class Predictor:
     @classmethod
     def from_dir(cls, folder: str | Path, *, attn_implementation: str | None = None, precision: str = "auto",
                  compile: bool = False) -> Predictor:
-        from textclf.backbones import _default_padding_side, _family_of, _quiet_transformers
+        from textclf.backbones import padding_side_for, quiet_transformers
 
-        transformers = _quiet_transformers()
+        transformers = quiet_transformers()
         folder = Path(folder).expanduser()
         if not folder.is_dir():
             raise TextclfError(f"model folder {str(folder)!r} does not exist; pass a folder written by export")
@@ -163,7 +163,7 @@ class Predictor:
             folder, trust_remote_code=False, use_safetensors=True, **kwargs)
         if "padding_side" not in tok.init_kwargs:
             # Folders saved before the padding side was written down: XLNet must still pad on the left.
-            tok.padding_side = _default_padding_side(_family_of(str(model.config.model_type)))
+            tok.padding_side = padding_side_for(str(model.config.model_type))
         model.eval()
         return cls(model, tok, info, precision=precision, compile=compile)
 

@@ -365,6 +365,107 @@ EvalCallback = Callable[[int, dict[str, float]], None]
 StepCallback = Callable[[int, int], None]
 
 
+def _eval_points(cfg: TrainConfig, steps_per_epoch: int) -> dict[int, float]:
+    """Steps within an epoch after which to evaluate, each with the share of the epoch it reports; the epoch's last
+    step always is one. Spreading k evaluations evenly (rather than every steps//k) keeps the last one from landing a
+    step before the epoch-end one, and reporting each at exactly i/k lets trials with other batch sizes report at the
+    same points (63 steps put the second of 4 at step 32, 51% of the epoch, and the pruner only compares trials at
+    equal points)."""
+    if cfg.eval_every_steps:
+        points = {s: s / steps_per_epoch for s in range(cfg.eval_every_steps, steps_per_epoch, cfg.eval_every_steps)}
+        points[steps_per_epoch] = 1.0
+        return points
+    k = min(cfg.evals_per_epoch, steps_per_epoch)
+    return {round(i * steps_per_epoch / k): i / k for i in range(1, k + 1)}
+
+
+class _Evaluator:
+    """The training loop's evaluations: it scores, keeps the best weights (on full evaluations only), writes the
+    history, reports to ``on_eval`` and says when early stopping should stop.
+
+    Progressive validation: in the first epoch each training row is predicted once, before the model trains on it,
+    so the rows since the last evaluation are a held-out sample scored for free (in training mode: with dropout).
+    Pruning-only evaluations of the first epoch use them instead of scoring validation rows."""
+
+    def __init__(self, model: Any, tokenizer: Any, val_enc: Encoded, cfg: TrainConfig, *, task: str, metric: str,
+                 precision: str, device: str, steps_per_epoch: int, on_eval: EvalCallback | None) -> None:
+        self.model, self.tokenizer, self.val_enc, self.cfg = model, tokenizer, val_enc, cfg
+        self.task, self.metric, self.precision, self.device = task, metric, precision, device
+        self.steps_per_epoch, self.on_eval = steps_per_epoch, on_eval
+        self.points = _eval_points(cfg, steps_per_epoch)
+        self.pruning_enc = sample_rows(val_enc, cfg.pruning_eval_rows, cfg.seed) if cfg.pruning_eval_rows else val_enc
+        self.progressive = cfg.progressive_pruning and self.pruning_enc is not val_enc
+        self.vocab: Any = None  # the compacted vocabulary, once training has set it up
+        self.history: list[dict[str, Any]] = []
+        self.best_value, self.best_state, self.best_probs, self.best_metrics = -math.inf, None, None, {}
+        self.since_best = 0
+        self.last_reported = -1  # the percent last passed to on_eval
+        self.loss_sum, self.n_loss = 0.0, 0
+        self.seen_labels: list[Any] = []
+        self.seen_logits: list[Any] = []
+
+    def add_loss(self, loss: float) -> None:
+        self.loss_sum += loss
+        self.n_loss += 1
+
+    def add_seen(self, logits: Any, labels: list[Any]) -> None:
+        """Training rows predicted just before the model trains on them (first epoch, progressive validation)."""
+        self.seen_logits.append(logits.detach().cpu())
+        self.seen_labels.extend(labels)
+
+    def due(self, step: int, epoch: int) -> tuple[bool, bool] | None:
+        """Whether ``step`` ends with an evaluation: (full, on the rows seen), or None."""
+        in_epoch = step - epoch * self.steps_per_epoch
+        if in_epoch not in self.points:
+            return None
+        full = in_epoch == self.steps_per_epoch
+        return full, self.progressive and epoch == 0 and not full
+
+    def evaluate(self, step: int, full: bool = True, seen: bool = False) -> bool:
+        """Evaluate, keep the best weights, call back; True when early stopping says stop. A partial evaluation
+        (mid-epoch: on the pruning sample, or on the rows ``seen`` since the last one) only reports: weights are kept
+        and compared on full ones."""
+        cfg, task, metric = self.cfg, self.task, self.metric
+        if seen:
+            import torch
+
+            labels, full = list(self.seen_labels), False
+            probs = softmax_or_sigmoid(torch.cat(self.seen_logits).numpy(), task)
+            metrics = compute_metrics(task, labels, probs, metric=metric, threshold_mode=cfg.threshold_mode)
+        else:
+            enc = self.val_enc if full else self.pruning_enc
+            labels, full = enc.labels, enc is self.val_enc  # a validation split no larger than the sample: always full
+            with self.vocab.full_table():  # the whole vocabulary: validation texts use rows training never touched
+                logits = predict_logits(self.model, self.tokenizer, enc, batch_size=cfg.eval_batch_size,
+                                        precision=self.precision, device=self.device)
+                probs = softmax_or_sigmoid(logits, task)
+                metrics = compute_metrics(task, labels, probs, metric=metric, threshold_mode=cfg.threshold_mode)
+                if full:
+                    self._keep_if_best(metrics, probs)
+            self.model.train()
+        self.seen_labels.clear()
+        self.seen_logits.clear()
+        scored = {**metrics, "rows": len(labels), **({"on": "train"} if seen else {})}
+        row = {"step": step, "epoch": step / self.steps_per_epoch, "train_loss": self.loss_sum / max(self.n_loss, 1)}
+        self.history.append({**row, **(metrics if full else scored)})
+        self.loss_sum, self.n_loss = 0.0, 0
+        # Progress in hundredths of an epoch: comparable across batch sizes. A deadline stop reports where it is.
+        epochs_done, in_epoch = divmod(step, self.steps_per_epoch)
+        percent = round(100 * (epochs_done + self.points.get(in_epoch, in_epoch / self.steps_per_epoch)))
+        if self.on_eval is not None and percent != self.last_reported:
+            self.last_reported = percent
+            self.on_eval(percent, scored)
+        return full and cfg.early_stopping_patience is not None and self.since_best >= cfg.early_stopping_patience
+
+    def _keep_if_best(self, metrics: dict[str, Any], probs: np.ndarray) -> None:
+        if metrics[self.metric] > self.best_value:
+            self.best_value, self.best_metrics, self.best_probs, self.since_best = metrics[self.metric], metrics, probs, 0
+            # A CPU copy of the best weights: restoring them at the end is what early stopping promises.
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        else:
+            self.since_best += 1
+
+
 def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg: TrainConfig, *, task: str,
           head_prefixes: Sequence[str], on_eval: EvalCallback | None = None, on_step: StepCallback | None = None,
           progress: bool = False, device: str | None = None, deadline: float | None = None) -> TrainResult:
@@ -377,6 +478,7 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
     """
     import torch
     import torch.nn.functional as F
+    from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
     from textclf.compact_vocab import compact_vocab
@@ -385,82 +487,18 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
     device = device or default_device()
     tune_runtime()
     precision = resolve_precision(cfg.precision, device)
-    metric = cfg.metric or default_metric(task)
     num_labels = int(model.config.num_labels)
     seed_everything(cfg.seed)
     model.to(device)
     steps_per_epoch = math.ceil(len(train_enc) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
-    # Steps within an epoch after which to evaluate; the epoch's last step always is one. Spreading k evaluations
-    # evenly (rather than every steps//k) keeps the last one from landing a step before the epoch-end one.
-    # Each is reported at its share of the epoch: k evenly spread evaluations at exactly i/k, so trials with other
-    # batch sizes report at the same points (63 steps put the second of 4 at step 32, 51% of the epoch, and the
-    # pruner only compares trials at equal points).
-    if cfg.eval_every_steps:
-        eval_points = {s: s / steps_per_epoch for s in range(cfg.eval_every_steps, steps_per_epoch, cfg.eval_every_steps)}
-        eval_points[steps_per_epoch] = 1.0
-    else:
-        k = min(cfg.evals_per_epoch, steps_per_epoch)
-        eval_points = {round(i * steps_per_epoch / k): i / k for i in range(1, k + 1)}
+    evaluator = _Evaluator(model, tokenizer, val_enc, cfg, task=task, metric=cfg.metric or default_metric(task),
+                           precision=precision, device=device, steps_per_epoch=steps_per_epoch, on_eval=on_eval)
     lengths = [len(f["input_ids"]) for f in train_enc.features]
     rng = random.Random(cfg.seed)
     weight = class_weights(train_enc.labels, task, num_labels, device) if cfg.class_weight == "balanced" else None
-
-    history: list[dict[str, Any]] = []
-    best_value, best_state, best_probs, best_metrics = -math.inf, None, None, {}
-    evals_since_best, step, running_loss, n_loss = 0, 0, 0.0, 0
-    last_reported = -1  # the percent last passed to on_eval
-    stopped_early = out_of_time = False
+    step, stopped_early, out_of_time = 0, False, False
     start = time.perf_counter()
-
-    pruning_enc = sample_rows(val_enc, cfg.pruning_eval_rows, cfg.seed) if cfg.pruning_eval_rows else val_enc
-
-    # Progressive validation: in the first epoch each training row is predicted once, before the model trains on
-    # it, so the rows since the last evaluation are a held-out sample scored for free (in training mode: with
-    # dropout). Pruning-only evaluations of the first epoch use them instead of scoring validation rows.
-    progressive = cfg.progressive_pruning and pruning_enc is not val_enc
-    seen_labels: list[Any] = []
-    seen_logits: list[Any] = []
-
-    def evaluate(full: bool = True, seen: bool = False) -> bool:
-        """Evaluate, keep the best weights, call back; True when early stopping says stop. A partial evaluation
-        (mid-epoch: on the pruning sample, or on the rows ``seen`` since the last one) only reports: weights are kept
-        and compared on full ones."""
-        nonlocal best_value, best_state, best_probs, best_metrics, evals_since_best, running_loss, n_loss, \
-            last_reported
-        if seen:
-            labels, probs, full = list(seen_labels), softmax_or_sigmoid(torch.cat(seen_logits).numpy(), task), False
-            metrics = compute_metrics(task, labels, probs, metric=metric, threshold_mode=cfg.threshold_mode)
-        else:
-            enc = val_enc if full else pruning_enc
-            labels, full = enc.labels, enc is val_enc  # a validation split no larger than the sample: always full
-            with vocab.full_table():  # the whole vocabulary: validation texts use rows training never touched
-                logits = predict_logits(model, tokenizer, enc, batch_size=cfg.eval_batch_size, precision=precision,
-                                        device=device)
-                probs = softmax_or_sigmoid(logits, task)
-                metrics = compute_metrics(task, labels, probs, metric=metric, threshold_mode=cfg.threshold_mode)
-                if full and metrics[metric] > best_value:
-                    best_value, best_metrics, best_probs, evals_since_best = metrics[metric], metrics, probs, 0
-                    # A CPU copy of the best weights: restoring them at the end is what early stopping promises.
-                    best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-                elif full:
-                    evals_since_best += 1
-            model.train()
-        seen_labels.clear()
-        seen_logits.clear()
-        scored = {**metrics, "rows": len(labels), **({"on": "train"} if seen else {})}
-        row = {"step": step, "epoch": step / steps_per_epoch, "train_loss": running_loss / max(n_loss, 1)}
-        history.append({**row, **(metrics if full else scored)})
-        running_loss, n_loss = 0.0, 0
-        # Progress in hundredths of an epoch: comparable across batch sizes. A deadline stop reports where it is.
-        epochs_done, in_epoch = divmod(step, steps_per_epoch)
-        percent = round(100 * (epochs_done + eval_points.get(in_epoch, in_epoch / steps_per_epoch)))
-        if on_eval is not None and percent != last_reported:
-            last_reported = percent
-            on_eval(percent, scored)
-        return full and cfg.early_stopping_patience is not None and evals_since_best >= cfg.early_stopping_patience
-
-    from tqdm.auto import tqdm
 
     model.train()
     # torch's CPU dropout samples one element at a time (~15% of a step), BERT-style attention projects three
@@ -471,9 +509,10 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
     used_ids = [f["input_ids"] for f in train_enc.features] + [[tokenizer.pad_token_id]] * (tokenizer.pad_token_id is not None)
     with tqdm(total=total_steps, disable=not progress, desc="training", unit="step", leave=False) as bar, faster, \
             compact_vocab(model, used_ids) as vocab:
+        evaluator.vocab = vocab
         optimizer = build_optimizer(model, head_prefixes, cfg)
         scheduler = get_linear_schedule_with_warmup(optimizer, round(cfg.warmup_fraction * total_steps), total_steps)
-        for _epoch in range(cfg.epochs):
+        for epoch in range(cfg.epochs):
             for idx in length_grouped_batches(lengths, cfg.batch_size, rng):
                 inputs, y = collate(tokenizer, train_enc, idx, task, num_labels, device)
                 with _autocast(precision, device):
@@ -483,37 +522,34 @@ def train(model: Any, tokenizer: Any, train_enc: Encoded, val_enc: Encoded, cfg:
                         else F.binary_cross_entropy_with_logits(logits, y, pos_weight=weight))
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(f"loss became {loss.item()} at step {step}; lower the learning rate")
-                if progressive and _epoch == 0:
-                    seen_logits.append(logits.detach().cpu())
-                    seen_labels.extend(train_enc.labels[i] for i in idx)
+                if evaluator.progressive and epoch == 0:
+                    evaluator.add_seen(logits, [train_enc.labels[i] for i in idx])
                 loss.backward()
                 clipped_step(optimizer, cfg.max_grad_norm)
                 vocab.after_step(optimizer)  # before the scheduler changes the learning rate this step used
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
-                running_loss += loss.item()
-                n_loss += 1
+                evaluator.add_loss(loss.item())
                 bar.update(1)
                 if on_step is not None:
                     on_step(step, total_steps)
-                in_epoch = step - _epoch * steps_per_epoch
-                if in_epoch in eval_points and evaluate(full=in_epoch == steps_per_epoch,
-                                                        seen=progressive and _epoch == 0 and in_epoch < steps_per_epoch):
+                due = evaluator.due(step, epoch)
+                if due is not None and evaluator.evaluate(step, *due):
                     stopped_early = True
                     break
                 if deadline is not None and time.monotonic() >= deadline and step < total_steps:
-                    if in_epoch != steps_per_epoch:  # not just evaluated in full: the kept weights need a full one
-                        evaluate()
+                    if due is None or not due[0]:  # not just evaluated in full: the kept weights need a full one
+                        evaluator.evaluate(step)
                     stopped_early = out_of_time = True
                     break
             if stopped_early:
                 break
     train_time = time.perf_counter() - start
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if evaluator.best_state is not None:
+        model.load_state_dict(evaluator.best_state)
     model.eval()
-    assert best_probs is not None  # at least one evaluation ran: every epoch ends with one
-    return TrainResult(metrics=best_metrics, history=history, train_time_s=train_time, steps=step,
-                       val_probs=best_probs, stopped_early=stopped_early, out_of_time=out_of_time)
-
+    if evaluator.best_probs is None:  # every epoch ends with a full evaluation, so this would be a bug
+        raise RuntimeError("training ended without a full evaluation")
+    return TrainResult(metrics=evaluator.best_metrics, history=evaluator.history, train_time_s=train_time, steps=step,
+                       val_probs=evaluator.best_probs, stopped_early=stopped_early, out_of_time=out_of_time)

@@ -24,13 +24,17 @@ import signal
 import sys
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from textclf.backbones import _REGISTRY, SCRATCH_PREFIX, Backbone, register_backbone
+from textclf.backbones import SCRATCH_PREFIX, Backbone, register_backbone, registered
+from textclf.config import StudyConfig
 from textclf.errors import ConfigError
+from textclf.runner import TrialRunner, load_study_data
+from textclf.search import attach_search
+from textclf.storage import open_storage
 
 
 @dataclass
@@ -49,7 +53,7 @@ class WorkerJob:
 
     index: int
     trials: int
-    cfg: Any  # StudyConfig, with the study's stored settings adopted
+    cfg: StudyConfig  # with the study's stored settings adopted
     storage_url: str
     backbones: list[str]
     registry: list[Backbone]  # the backbones as resolved here: ones registered in this process exist there too
@@ -68,8 +72,8 @@ def _registered(names: list[str]) -> list[Backbone]:
     out = {}
     for name in names:
         base = name.removeprefix(SCRATCH_PREFIX)
-        if base in _REGISTRY:
-            spec = _REGISTRY[base]
+        spec = registered(base)
+        if spec is not None:
             out[base] = replace(spec, local_path=_FixedPath(spec.local_path() if spec.local_path else None))
     return list(out.values())
 
@@ -92,7 +96,7 @@ def check_shareable(storage_url: str, jobs: int) -> None:
                           "use a SQLite file (the default) or PostgreSQL, or jobs=1")
 
 
-def optimize_side_by_side(study: Any, runner: Any, storage_url: str, chance: float | None) -> None:
+def optimize_side_by_side(study: Any, runner: TrialRunner, storage_url: str, chance: float | None) -> None:
     """Run ``runner.cfg.trials`` trials of ``study`` in ``runner.cfg.jobs`` processes, this one included; return
     when all have ended. An interrupt (Ctrl-C, the dashboard's Stop) stops them all; finished trials are kept."""
     import torch
@@ -184,17 +188,15 @@ def _work(job: WorkerJob) -> None:
         _leave(job.active)
 
 
-def _run_share(job: WorkerJob, log: Any, interrupted: Any) -> None:
+def _run_share(job: WorkerJob, log: Callable[[str], None], interrupted: Callable[[], bool]) -> None:
     import optuna
-
-    from textclf.study import _Runner, attach_search, load_study_data, open_storage
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # as run_study: our own lines, no per-trial tracebacks
     for backbone in job.registry:
         register_backbone(backbone, overwrite=True)
     study = optuna.load_study(study_name=job.cfg.study, storage=open_storage(job.storage_url))
     attach_search(study, job.cfg, len(job.backbones), job.chance, salt=os.getpid())
-    runner = _Runner(job.cfg, load_study_data(job.cfg), job.backbones, job.metric, Path(job.models_dir),
+    runner = TrialRunner(job.cfg, load_study_data(job.cfg), job.backbones, job.metric, Path(job.models_dir),
                      progress=False, log=log, deadline=job.deadline, interrupted=interrupted)
     runner.share, runner.worker = (job.cores, job.active), job.index
     runner.share_threads()  # before the first model is loaded and copied, not only once its training starts

@@ -1,0 +1,84 @@
+"""What a study found, read from its records: the best trial, each backbone's best, the seed spread and whether it
+supports the ranking, and where the kept models are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from textclf.errors import TextclfError
+from textclf.export import META_FILE
+from textclf.storage import StudyRecord, model_folder, read_study, redact
+
+
+def seed_spread(record: StudyRecord) -> dict[str, dict[str, Any]]:
+    """Per backbone: the validation values of its best configuration over every seed it ran with."""
+    import numpy as np
+
+    out: dict[str, dict[str, Any]] = {}
+    for backbone, best in sorted(record.best_per_backbone().items()):
+        values = [float(best.value)] + [float(t.value) for t in record.trials  # type: ignore[arg-type]
+                                        if t.seed_of == best.number and t.state == "COMPLETE" and t.value is not None]
+        if len(values) > 1:
+            out[backbone] = {"trial": best.number, "n": len(values), "values": values, "mean": float(np.mean(values)),
+                             "std": float(np.std(values, ddof=1))}
+    return out
+
+
+def ranking_supported(spread: dict[str, dict[str, Any]]) -> bool | None:
+    """False when the top two backbones' mean ± std intervals overlap: the spread does not support the order."""
+    ranked = sorted(spread.values(), key=lambda s: -s["mean"])
+    if len(ranked) < 2:
+        return None
+    first, second = ranked[0], ranked[1]
+    return first["mean"] - first["std"] > second["mean"] + second["std"]
+
+
+def summarize(study: Any, storage_url: str | None = None) -> dict[str, Any]:
+    """A JSON-able summary: best trial, best value per backbone, the baseline and every trial."""
+    record = read_study(study)
+    setup = record.setup
+    spread = seed_spread(record)
+    best = record.best()
+    per_backbone = {b: float(t.value) for b, t in record.best_per_backbone().items()}  # type: ignore[arg-type]
+    baseline = setup.get("baseline")
+    return {
+        "study": record.name,
+        "storage": redact(storage_url) if storage_url else None,
+        "metric": setup.get("metric"),
+        "split": "validation",
+        "task": setup.get("task"),
+        "data": setup.get("data"),
+        "n_trials": sum(t.state in ("COMPLETE", "PRUNED") for t in record.trials),
+        "n_failed": sum(t.state == "FAIL" for t in record.trials),
+        "best": None if best is None else {
+            "value": float(best.value), "backbone": best.backbone, "params": dict(best.params),  # type: ignore[arg-type]
+            "trial": best.number, "metrics": best.metrics},
+        "per_backbone": dict(sorted(per_backbone.items(), key=lambda kv: -kv[1])),
+        "baseline": baseline["value"] if baseline else None,
+        "test": setup.get("test"),
+        "baseline_test": baseline.get("test_value") if baseline else None,
+        "seed_spread": spread,
+        "ranking_supported": ranking_supported(spread),
+        "trials": [{"number": t.number, "state": t.state, "value": t.value, "backbone": t.params.get("backbone"),
+                    "params": dict(t.params), "train_time_s": t.train_time_s, "latency_ms": t.latency_ms,
+                    "n_params": t.n_params, "fail_reason": t.fail_reason, "stopped": t.stopped, "seed_of": t.seed_of}
+                   for t in record.trials],
+    }
+
+
+def best_model_dir(study: Any, backbone: str | None = None) -> Path:
+    """The folder of the kept best model of ``backbone`` (default: the study's best backbone)."""
+    record = read_study(study)
+    best, per_backbone = record.best(), record.best_per_backbone()
+    if best is None:
+        raise TextclfError(f"study {record.name!r} has no completed trial yet; run it first")
+    backbone = backbone or best.backbone
+    if backbone not in per_backbone:
+        raise TextclfError(f"study {record.name!r} has no completed trial of backbone {backbone!r}; "
+                           f"it has {', '.join(sorted(per_backbone, key=lambda b: -(per_backbone[b].value or 0)))}")
+    folder = model_folder(record.models_dir(), backbone)
+    if not (folder / META_FILE).is_file():
+        raise TextclfError(f"the best {backbone!r} model of study {record.name!r} is not at {folder} "
+                           "(models are kept on the machine that trained them); run export there")
+    return folder

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from textclf.config import PRUNERS
-from textclf.dashboard import BEST, DATA_CHOICES, Dashboard, DashboardConfig
+from textclf.dashboard import BEST, DATA_CHOICES, Dashboard, DashboardConfig, StudyForm
 from textclf.errors import TextclfError
 from textclf.gradio_guard import GradioGuard
 from textclf.gradio_import import without_stub_regeneration
@@ -138,6 +138,15 @@ def _data_section(dash: Dashboard, source: gr.State) -> None:
     load_btn.click(load_data, [preset, upload, hub_id], [source, data_md, preview, dist], api_visibility="private")
 
 
+def _read_form(form: dict[str, Any], values: dict[Any, Any]) -> StudyForm:
+    """The StudyForm a visitor sent: each field's value from its component (a pair of them for a range)."""
+    read = {key: tuple(values[c] for c in comp) if isinstance(comp, tuple) else values[comp]
+            for key, comp in form.items()}
+    read["backbones"] = list(read["backbones"] or [])
+    read["batch_sizes"] = list(read["batch_sizes"] or [])
+    return StudyForm(**read)
+
+
 def _study_section(dash: Dashboard, source: gr.State) -> tuple[gr.Dataframe, gr.Dropdown]:
     cfg = dash.cfg
     with gr.Tab("Study", id="study"):
@@ -146,26 +155,29 @@ def _study_section(dash: Dashboard, source: gr.State) -> tuple[gr.Dataframe, gr.
             study_name = gr.Textbox(value="my-study", label="Study name")
             backbones = gr.CheckboxGroup(cfg.backbones, value=[b for b in ("minilm", "scratch:minilm") if b in cfg.backbones],
                                          label="Backbones")
+        default = StudyForm(data="demo", backbones=[])
         with gr.Row():
-            trials = gr.Slider(1, cfg.max_trials, value=min(6, cfg.max_trials), step=1, label="Trials to add")
+            trials = gr.Slider(1, cfg.max_trials, value=min(int(default.trials), cfg.max_trials), step=1,
+                               label="Trials to add")
             timeout = gr.Number(value=0, label="Time budget (minutes, 0 = none)")
-            pruner = gr.Dropdown(list(PRUNERS), value="median", label="Pruner")
+            pruner = gr.Dropdown(list(PRUNERS), value=default.pruner, label="Pruner")
         with gr.Accordion("Search space", open=False):
             with gr.Row():
-                lr_lo = gr.Number(value=1e-5, label="encoder LR from")
-                lr_hi = gr.Number(value=3e-4, label="encoder LR to")
-                ratio_lo = gr.Number(value=1.0, label="head/encoder ratio from")
-                ratio_hi = gr.Number(value=100.0, label="head/encoder ratio to")
+                lr_lo = gr.Number(value=default.lr[0], label="encoder LR from")
+                lr_hi = gr.Number(value=default.lr[1], label="encoder LR to")
+                ratio_lo = gr.Number(value=default.head_lr_ratio[0], label="head/encoder ratio from")
+                ratio_hi = gr.Number(value=default.head_lr_ratio[1], label="head/encoder ratio to")
             with gr.Row():
-                batch_sizes = gr.CheckboxGroup([8, 16, 32, 64], value=[16, 32], label="Batch sizes")
+                batch_sizes = gr.CheckboxGroup([8, 16, 32, 64], value=default.batch_sizes, label="Batch sizes")
                 epochs = gr.Slider(0, 8, value=0, step=1, label="Epochs (0 = search 2-5)")
-                seeds = gr.Slider(0, 5, value=0, step=1, label="Seeds: re-run each backbone's best config k times")
-                jobs = gr.Slider(1, max(2, os.cpu_count() or 1), value=1, step=1,
+                seeds = gr.Slider(0, 5, value=default.seeds, step=1,
+                                  label="Seeds: re-run each backbone's best config k times")
+                jobs = gr.Slider(1, max(2, os.cpu_count() or 1), value=default.jobs, step=1,
                                  label="Trials side by side (processes sharing the cores; 1 = repeatable)")
             with gr.Row():
-                thresholds = gr.Dropdown(list(THRESHOLD_MODES), value="global",
+                thresholds = gr.Dropdown(list(THRESHOLD_MODES), value=default.threshold_mode,
                                          label="Multi-label thresholds (chosen on validation)")
-                class_weight = gr.Dropdown(list(CLASS_WEIGHTS), value="none",
+                class_weight = gr.Dropdown(list(CLASS_WEIGHTS), value=default.class_weight,
                                            label="Class weights (balanced: for imbalanced labels)")
         with gr.Row():
             quick_btn = gr.Button("Quick demo", variant="secondary")
@@ -183,24 +195,26 @@ def _study_section(dash: Dashboard, source: gr.State) -> tuple[gr.Dataframe, gr.
 
     guarded = guard(dash)
 
+    # Each StudyForm field and the component(s) it is read from: the start callback takes them as one dict.
+    form: dict[str, Any] = {"data": source, "backbones": backbones, "trials": trials, "timeout_min": timeout,
+                            "pruner": pruner, "lr": (lr_lo, lr_hi), "head_lr_ratio": (ratio_lo, ratio_hi),
+                            "batch_sizes": batch_sizes, "epochs": epochs, "seeds": seeds, "threshold_mode": thresholds,
+                            "class_weight": class_weight, "jobs": jobs}
+
     @guarded
-    def start(name: str, src: str, bbs: list[str], n: float, tmo: float | None, pr: str, lo: float, hi: float,
-              rlo: float, rhi: float, bs: list[int], ep: float, k: float, thr: str, cw: str,
-              nj: float, request: gr.Request) -> tuple[str, Any]:
-        name = (name or "").strip()
-        msg = dash.start_study(name, src, list(bbs or []), n, tmo, (lo, hi), (rlo, rhi), list(bs or []), ep or None,
-                               pr, seeds=k, threshold_mode=thr, class_weight=cw, jobs=nj, owner=_session(request))
+    def start(values: dict[Any, Any], request: gr.Request) -> tuple[str, Any]:
+        name = (values[study_name] or "").strip()
+        msg = dash.start_study(name, _read_form(form, values), owner=_session(request))
         return msg, gr.Dropdown(choices=sorted({*dash.list_studies(), name}), value=name)
 
-    start_inputs = [study_name, source, backbones, trials, timeout, pruner, lr_lo, lr_hi, ratio_lo, ratio_hi,
-                    batch_sizes, epochs, seeds, thresholds, class_weight, jobs]
-    start_btn.click(start, start_inputs, [study_msg, existing], api_visibility="private")
+    components = {study_name} | {c for v in form.values() for c in (v if isinstance(v, tuple) else (v,))}
+    start_btn.click(start, components, [study_msg, existing], api_visibility="private")
 
     @guarded
     def quick(request: gr.Request) -> tuple[str, Any, str]:
-        msg = dash.start_study(QUICK_DEMO["study"], "demo", QUICK_DEMO["backbones"], QUICK_DEMO["trials"], None,
-                               (1e-5, 3e-4), (1.0, 100.0), [16, 32], QUICK_DEMO["epochs"], "median",
-                               owner=_session(request))
+        demo = StudyForm(data="demo", backbones=QUICK_DEMO["backbones"], trials=QUICK_DEMO["trials"],
+                         epochs=QUICK_DEMO["epochs"])
+        msg = dash.start_study(QUICK_DEMO["study"], demo, owner=_session(request))
         names = sorted({*dash.list_studies(), QUICK_DEMO["study"]})
         return msg, gr.Dropdown(choices=names, value=QUICK_DEMO["study"]), QUICK_DEMO["study"]
 

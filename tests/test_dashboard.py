@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from textclf.dashboard import BEST, Dashboard, DashboardConfig
+from textclf.dashboard import BEST, Dashboard, DashboardConfig, StudyForm
 from textclf.errors import ConfigError, DataError, TextclfError
 from textclf.study import SearchSpace, StudyConfig, load_study, run_study
 
@@ -67,7 +67,7 @@ def test_public_mode_caps_trials_and_studies(tmp_path: Path, monkeypatch: pytest
     cfg = DashboardConfig.from_env(studies_dir=tmp_path)
     assert cfg.public and cfg.max_trials == 8 and cfg.max_train_samples == 2000 and cfg.max_concurrent_studies == 1
     with pytest.raises(ConfigError, match="between 1 and 8"):
-        Dashboard(cfg).start_study("x", "demo", ["minilm"], 20, None, (1e-5, 1e-4), (1, 10), [16], None, "median")
+        Dashboard(cfg).start_study("x", StudyForm("demo", ["minilm"], trials=20))
 
 
 def test_backbone_table_says_why_unavailable(trained: Dashboard) -> None:
@@ -163,9 +163,10 @@ def test_worker_process_runs_a_study_and_stop_keeps_finished_trials(trained: Das
     bert = tiny_models["tiny-bert"]
     trained.cfg.backbones = [*trained.cfg.backbones, bert]  # a folder: offered only because the operator says so
     # A tiny model's trial takes well under a second: enough of them that the study still runs at the stop below.
-    trained.start_study("bg", "demo", [bert], 50, None, (1e-3, 2e-3), (1.0, 10.0), [16], 2, "none")
+    trained.start_study("bg", StudyForm("demo", [bert], 50, lr=(1e-3, 2e-3), head_lr_ratio=(1.0, 10.0), batch_sizes=[16],
+                                         epochs=2, pruner="none"))
     with pytest.raises(ConfigError, match="already running"):
-        trained.start_study("bg", "demo", [bert], 1, None, (1e-3, 2e-3), (1.0, 10.0), [16], 2, "none")
+        trained.start_study("bg", StudyForm("demo", [bert], 1))
     assert "bg" in trained.list_studies() or True  # the storage entry appears once the worker has started
 
     def two_done() -> bool:
@@ -252,8 +253,8 @@ def test_study_form_hands_the_worker_the_config_it_checked(tmp_path: Path, monke
 
     monkeypatch.setattr(subprocess, "Popen", Done)
     (tmp_path / "ml.toml").write_text('data = "demo"\ntrials = 40\nepochs = 7\n', encoding="utf-8")
-    dash.start_study("ml", "demo-multilabel", ["minilm"], 2, None, (1e-5, 1e-4), (1, 10), [16], None, "median",
-                     threshold_mode="per_class", class_weight="balanced", jobs=2)
+    dash.start_study("ml", StudyForm("demo-multilabel", ["minilm"], 2, lr=(1e-5, 1e-4), head_lr_ratio=(1, 10),
+                                     batch_sizes=[16], threshold_mode="per_class", class_weight="balanced", jobs=2))
     cmd = commands[0]
     assert cmd[2:6] == ["textclf", "run", "--study", "ml"] and cmd[6] == "--config" and len(cmd) == 8
     handed = StudyConfig.from_dict(json.loads(Path(cmd[7]).read_text(encoding="utf-8")))
@@ -264,11 +265,9 @@ def test_study_form_hands_the_worker_the_config_it_checked(tmp_path: Path, monke
     with pytest.raises(ConfigError, match="--config gives every setting; drop --trials"):
         _run_config(build_parser().parse_args([*cmd[3:], "--trials", "3"]))
     with pytest.raises(ConfigError, match="trials side by side must be between 1 and"):
-        dash.start_study("ml", "demo-multilabel", ["minilm"], 2, None, (1e-5, 1e-4), (1, 10), [16], None, "median",
-                         jobs=(os.cpu_count() or 1) + 1)
+        dash.start_study("ml", StudyForm("demo-multilabel", ["minilm"], 2, jobs=(os.cpu_count() or 1) + 1))
     with pytest.raises(ConfigError, match="threshold_mode must be one of global, per_class, got 'each'"):
-        dash.start_study("ml", "demo-multilabel", ["minilm"], 2, None, (1e-5, 1e-4), (1, 10), [16], None, "median",
-                         threshold_mode="each")
+        dash.start_study("ml", StudyForm("demo-multilabel", ["minilm"], 2, threshold_mode="each"))
 
 
 def test_best_model_ranks_by_each_studys_metric_and_passes_over_a_broken_folder(tmp_path: Path) -> None:

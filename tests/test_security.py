@@ -15,13 +15,14 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from textclf.dashboard import BEST, Dashboard, DashboardConfig
+from textclf.dashboard import BEST, Dashboard, DashboardConfig, StudyForm
 from textclf.errors import ConfigError
 from textclf.safety import MAX_REQUEST_BYTES, MAX_TEXT_CHARS
 from textclf.study import SearchSpace, StudyConfig, run_study
@@ -447,15 +448,14 @@ def test_public_mode_caps_hold_on_resume_and_seeds(served: dict[str, Any], monke
     assert "resumed" in dash.resume_study("html", 2, None)
     assert started[-1].timeout == 30 * 60.0 and started[-1].data == str(served["data"])  # every public study ends
     with pytest.raises(ConfigError, match="the limit here is 8"):
-        dash.start_study("s", "demo", ["minilm", "scratch:minilm"], 4, None, (1e-5, 1e-4), (1, 10), [16], None,
-                         "median", seeds=3)
+        dash.start_study("s", StudyForm("demo", ["minilm", "scratch:minilm"], 4, seeds=3))
     with pytest.raises(ConfigError, match="whole number"):
-        dash.start_study("s", "demo", ["minilm"], 2.5, None, (1e-5, 1e-4), (1, 10), [16], None, "median")
+        dash.start_study("s", StudyForm("demo", ["minilm"], 2.5))
     with pytest.raises(ConfigError, match="between 1 and 1"):
-        dash.start_study("s", "demo", ["minilm"], 2, None, (1e-5, 1e-4), (1, 10), [16], None, "median", jobs=2)
+        dash.start_study("s", StudyForm("demo", ["minilm"], 2, jobs=2))
     monkeypatch.setattr(dash.cfg, "max_studies", 1)  # the storage holds "html": a new study has no room
     with pytest.raises(ConfigError, match="holds 1 studies, the limit here is 1"):
-        dash.start_study("another", "demo", ["minilm"], 2, None, (1e-5, 1e-4), (1, 10), [16], None, "median")
+        dash.start_study("another", StudyForm("demo", ["minilm"], 2))
     assert len(started) == 1
 
 
@@ -466,7 +466,7 @@ def test_public_mode_caps_hold_on_resume_and_seeds(served: dict[str, Any], monke
     ({"backbones": ["/etc"]}, "not offered here"),
     ({"study": "<b>x</b>"}, "not allowed"),
     ({"study": "a" * 101}, "101 characters"),
-    ({"lr_range": (10.0, 100.0)}, "within \\(0, 1\\]"),
+    ({"lr": (10.0, 100.0)}, "within \\(0, 1\\]"),
     ({"epochs": 2.5}, "whole number"),
 ])
 def test_a_study_the_worker_would_refuse_is_refused_before_it_starts(served: dict[str, Any],
@@ -474,17 +474,16 @@ def test_a_study_the_worker_would_refuse_is_refused_before_it_starts(served: dic
                                                                     change: dict, message: str) -> None:
     dash = served["dash"]
     monkeypatch.setattr(dash.studies, "start", lambda *a, **k: pytest.fail("a worker was started"))
-    args = {"study": "ok", "source": "demo", "backbones": ["minilm"], "trials": 2, "timeout_min": None,
-            "lr_range": (1e-5, 1e-4), "ratio_range": (1.0, 10.0), "batch_sizes": [16], "epochs": None,
-            "pruner": "median"} | change
+    change = dict(change)
+    study = change.pop("study", "ok")
+    form = StudyForm("demo", ["minilm"], 2, lr=(1e-5, 1e-4), head_lr_ratio=(1.0, 10.0), batch_sizes=[16])
     with pytest.raises(ConfigError, match=message):
-        dash.start_study(**args)
+        dash.start_study(study, replace(form, **change))
 
 
 def test_a_worker_that_fails_at_once_says_why_in_the_study_section(tmp_path: Path) -> None:
     dash = Dashboard(DashboardConfig.from_env(studies_dir=tmp_path / "studies"))
-    assert "started" in dash.start_study("gone", "hub:someone/not-here", ["minilm"], 1, None, (1e-5, 1e-4),
-                                         (1.0, 10.0), [16], None, "median")
+    assert "started" in dash.start_study("gone", StudyForm("hub:someone/not-here", ["minilm"], 1))
     worker = dash.studies.worker("gone")
     worker.process.wait(120)
     rows, line = dash.study_status("gone")

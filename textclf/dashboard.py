@@ -55,6 +55,27 @@ PUBLIC_LIMITS: dict[str, Any] = {
 
 
 @dataclass
+class StudyForm:
+    """The Study tab's settings as a visitor sent them; :meth:`Dashboard.start_study` checks each one. The defaults
+    are the form's own (app.py shows them)."""
+
+    data: str
+    backbones: list[str]
+    trials: float = 6
+    timeout_min: float | None = None  # None or 0: no time budget
+    lr: tuple[float, float] = (1e-5, 3e-4)
+    head_lr_ratio: tuple[float, float] = (1.0, 100.0)
+    batch_sizes: list[int] = field(default_factory=lambda: [16, 32])
+    epochs: float | None = None  # None or 0: searched
+    pruner: str = "median"
+    max_train_samples: int | None = None
+    seeds: float = 0
+    threshold_mode: str = "global"
+    class_weight: str = "none"
+    jobs: float = 1
+
+
+@dataclass
 class DashboardConfig:
     """Where studies live and, in public mode, how much one visitor may use."""
 
@@ -413,15 +434,12 @@ class Dashboard:
             minutes = cap  # public mode: every study ends
         return trials, minutes * 60 if minutes else None
 
-    def start_study(self, study: str, source: str, backbones: list[str], trials: int, timeout_min: float | None,
-                    lr_range: tuple[float, float], ratio_range: tuple[float, float], batch_sizes: list[int],
-                    epochs: tuple[int, int] | int | None, pruner: str, max_train_samples: int | None = None,
-                    seeds: int = 0, threshold_mode: str = "global", class_weight: str = "none", jobs: int = 1,
-                    owner: str | None = None) -> str:
-        """Check every setting here, where the visitor sees the answer, then start a worker process."""
+    def start_study(self, study: str, form: StudyForm, owner: str | None = None) -> str:
+        """Check every setting of ``form`` here, where the visitor sees the answer, then start a worker process."""
         from textclf.backbones import check_available, resolve_backbone
         from textclf.config import SearchSpace, StudyConfig
 
+        backbones = list(form.backbones or [])
         if not backbones:
             raise ConfigError("choose at least one backbone")
         unknown = [b for b in backbones if b not in self.cfg.backbones]
@@ -431,25 +449,23 @@ class Dashboard:
         for name in backbones:
             check_available(resolve_backbone(name))
         self._check_room(study)
-        seeds, jobs = _whole(seeds, "seeds"), _whole(jobs, "trials side by side")
-        trials, timeout = self._caps(trials, timeout_min, seeds, len(backbones))
-        if not batch_sizes:
+        seeds, jobs = _whole(form.seeds, "seeds"), _whole(form.jobs, "trials side by side")
+        trials, timeout = self._caps(form.trials, form.timeout_min, seeds, len(backbones))
+        if not form.batch_sizes:
             raise ConfigError("choose at least one batch size")
-        if isinstance(epochs, float):
-            epochs = _whole(epochs, "epochs")
+        epochs = _whole(form.epochs, "epochs") if form.epochs else None  # 0 or empty: searched
         cores = self.cfg.max_jobs or os.cpu_count() or 1
         if not 1 <= jobs <= cores:
             raise ConfigError(f"trials side by side must be between 1 and {cores} here, got {jobs}")
-        space = SearchSpace(lr=(_number(lr_range[0], "encoder LR from"), _number(lr_range[1], "encoder LR to")),
-                            head_lr_ratio=(_number(ratio_range[0], "head/encoder ratio from"),
-                                           _number(ratio_range[1], "head/encoder ratio to")),
-                            batch_sizes=tuple(_whole(b, "batch size") for b in batch_sizes))
-        cap = self.cfg.max_train_samples
-        n_train = min(v for v in (max_train_samples, cap) if v) if (max_train_samples or cap) else None
-        cfg = StudyConfig(study=study, data=source, backbones=list(backbones), trials=trials, timeout=timeout,
-                          max_train_samples=n_train, epochs=epochs if isinstance(epochs, int) and epochs else None,
-                          pruner=pruner, space=space, seeds=seeds, threshold_mode=threshold_mode,
-                          class_weight=class_weight, jobs=jobs)
+        space = SearchSpace(lr=(_number(form.lr[0], "encoder LR from"), _number(form.lr[1], "encoder LR to")),
+                            head_lr_ratio=(_number(form.head_lr_ratio[0], "head/encoder ratio from"),
+                                           _number(form.head_lr_ratio[1], "head/encoder ratio to")),
+                            batch_sizes=tuple(_whole(b, "batch size") for b in form.batch_sizes))
+        cap, asked = self.cfg.max_train_samples, form.max_train_samples
+        n_train = min(v for v in (asked, cap) if v) if (asked or cap) else None
+        cfg = StudyConfig(study=study, data=form.data, backbones=backbones, trials=trials, timeout=timeout,
+                          max_train_samples=n_train, epochs=epochs, pruner=form.pruner, space=space, seeds=seeds,
+                          threshold_mode=form.threshold_mode, class_weight=form.class_weight, jobs=jobs)
         self.studies.start(cfg, owner)
         budget = f", time budget {timeout / 60:g} min" if timeout else ""
         return f"Study **{md(study)}** started: {trials} trial(s) over {md(', '.join(backbones))}{budget}."

@@ -333,3 +333,114 @@ def test_one_projection_attention_for_prediction_gives_the_same_logits(tiny_mode
         fused.train()
         fused(**inputs).logits.sum().backward()
         assert all(m.query.weight.grad is not None for m in fused.modules() if hasattr(m, "qkv_weight"))
+
+
+# ------------------------------------------------------------------------------------------------------ self-checks
+@pytest.fixture()
+def fresh_verdicts() -> object:
+    from textclf import patch_check
+
+    patch_check.forget()  # verdicts are per process: these tests make patches that differ from the stock code
+    yield patch_check
+    patch_check.forget()
+
+
+def _off_by_half(real: object) -> object:
+    def wrong(*args: object, **kwargs: object) -> object:
+        out = real(*args, **kwargs)  # type: ignore[operator]
+        return (out[0] * 1.5, *out[1:]) if isinstance(out, tuple) else out * 1.5
+
+    return wrong
+
+
+def test_an_attention_patch_that_differs_from_transformers_is_skipped_and_training_goes_on(
+        tiny_models: dict, fresh_verdicts: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    import textclf.cpu_train as cpu_train
+    from textclf.patch_check import PatchSkipped
+
+    monkeypatch.setattr(cpu_train, "_fused_self_attention", _off_by_half(cpu_train._fused_self_attention))
+    model, inputs = _model_and_batch("tiny-bert")
+    model.eval()
+    before = model(**inputs).logits
+    with pytest.warns(PatchSkipped, match="fused attention does not match the stock code") as caught, \
+            torch.no_grad(), fast_training(model):
+        assert model.config._attn_implementation == "sdpa"  # not rerouted
+        assert not any("forward" in m.__dict__ for m in model.modules())
+        assert any(isinstance(m, FastDropout) for m in model.modules())  # the dropout swap checked out
+        torch.testing.assert_close(model(**inputs).logits, before)
+    assert len([w for w in caught if issubclass(w.category, PatchSkipped)]) == 1
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PatchSkipped)  # one warning per process and kind, not one per trial
+        with fast_training(model):
+            pass
+
+    from textclf.train import TrainConfig, train
+
+    spec = resolve_backbone("tiny-bert")
+    tok = load_tokenizer(spec)
+    enc = encode(tok, TEXTS, [0, 1, 2, 0], 64)
+    result = train(model, tok, enc, enc, TrainConfig(epochs=1, batch_size=2, precision="fp32"), task="single_label",
+                   head_prefixes=("classifier",))
+    assert result.steps == 2 and "accuracy" in result.metrics
+
+
+def test_a_first_token_layer_that_differs_is_skipped_alone(tiny_models: dict, fresh_verdicts: object,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import textclf.cpu_train as cpu_train
+    from textclf.patch_check import PatchSkipped
+
+    monkeypatch.setattr(cpu_train, "_first_token_layer", _off_by_half(cpu_train._first_token_layer))
+    model, _ = _model_and_batch("tiny-bert")
+    last = cpu_train.first_token_layer(model)
+    with pytest.warns(PatchSkipped, match="first-token last layer"), fast_training(model):
+        assert model.config._attn_implementation == ATTENTION_NAME  # the fused attention checked out and is on
+        assert "forward" not in last.__dict__
+
+
+def test_a_dropout_that_differs_from_torchs_is_not_swapped_in(tiny_models: dict, fresh_verdicts: object,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import textclf.cpu_train as cpu_train
+    from textclf.patch_check import PatchSkipped
+
+    real = cpu_train.drop
+    def wrong(x: torch.Tensor, p: float, training: bool = True, source: object = None) -> torch.Tensor:
+        return real(x, p, training, source) * (0.9 if training and p else 1.0)  # scales what it keeps wrongly
+
+    monkeypatch.setattr(cpu_train, "drop", wrong)
+    model, _ = _model_and_batch("tiny-bert")
+    with pytest.warns(PatchSkipped, match="fast dropout"), fast_training(model):
+        assert not any(isinstance(m, FastDropout) for m in model.modules())
+
+
+def test_a_prediction_fusion_that_differs_is_undone(tiny_models: dict, fresh_verdicts: object,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import textclf.predict as predict
+    from textclf.patch_check import PatchSkipped
+
+    monkeypatch.setattr(predict, "_one_projection_attention", _off_by_half(predict._one_projection_attention))
+    model, _ = _model_and_batch("tiny-bert")
+    model.eval()
+    with pytest.warns(PatchSkipped, match="one-projection attention"):
+        assert predict.fuse_attention_projections(model) == 0
+    assert not any(hasattr(m, "qkv_weight") or "forward" in m.__dict__ for m in model.modules())
+
+
+def test_clipping_falls_back_to_torchs_when_the_grad_scale_hand_off_differs(fresh_verdicts: object,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import textclf.train as train_mod
+    from textclf.patch_check import PatchSkipped
+
+    real = train_mod._step_scaled
+    monkeypatch.setattr(train_mod, "_step_scaled", lambda optimizer, scale: real(optimizer, scale * 2))
+    params = [torch.nn.Parameter(torch.linspace(-1, 1, 8)) for _ in range(2)]
+    optimizers = [torch.optim.AdamW([p], lr=0.1, fused=True) for p in params]
+    with pytest.warns(PatchSkipped, match="clipping by grad_scale"):
+        for grad in (torch.linspace(5, -3, 8), torch.linspace(0.01, -0.02, 8), torch.linspace(-7, 2, 8)):
+            for p in params:
+                p.grad = grad.clone()
+            torch.nn.utils.clip_grad_norm_([params[0]], 1.0)
+            optimizers[0].step()
+            train_mod.clipped_step(optimizers[1], 1.0)
+    torch.testing.assert_close(params[1].detach(), params[0].detach())  # torch's clipping took over

@@ -241,10 +241,8 @@ def _register_attention() -> str:
 
 
 @contextlib.contextmanager
-def fast_training(model: nn.Module) -> Iterator[None]:
-    """Train ``model`` with :class:`FastDropout` (and, for plain BERT-style attention, the fused projection) inside
-    the block; its modules, forwards and attention come back after."""
-    source = MaskSource(int(torch.randint(0, 2**62, ()).item()))  # from torch's generator: seeded runs repeat
+def _fast_dropout(model: nn.Module, source: MaskSource) -> Iterator[None]:
+    """Every ``nn.Dropout`` of ``model`` a :class:`FastDropout` inside the block."""
     swapped: list[tuple[nn.Module, str, nn.Dropout]] = []
     for parent in model.modules():
         for name, child in parent.named_children():
@@ -254,15 +252,22 @@ def fast_training(model: nn.Module) -> Iterator[None]:
                 replacement.train(child.training)
                 setattr(parent, name, replacement)
                 swapped.append((parent, name, child))
-    config = getattr(model, "config", None)
-    original = getattr(config, "_attn_implementation", None)
-    reroute = plain_attention(model) and getattr(model, "_supports_attention_backend", False)
-    fused = [m for m in model.modules() if fusable(m)] if reroute else []
-    last = first_token_layer(model) if reroute else None
+    try:
+        yield
+    finally:
+        for parent, name, child in swapped:
+            child.train(getattr(parent, name).training)
+            setattr(parent, name, child)
+
+
+@contextlib.contextmanager
+def _rerouted(model: nn.Module, fused: list[nn.Module], last: nn.Module | None) -> Iterator[None]:
+    """The model's attention through :func:`_attention`, ``fused`` self-attentions with one projection and ``last``
+    computed for the first token alone, inside the block."""
+    original = model.config._attn_implementation
     patched = fused + ([last] if last is not None else [])
     try:
-        if reroute:
-            model.set_attn_implementation(_register_attention())
+        model.set_attn_implementation(_register_attention())
         for module in fused:
             module.forward = types.MethodType(_fused_self_attention, module)
         if last is not None:
@@ -270,9 +275,59 @@ def fast_training(model: nn.Module) -> Iterator[None]:
         yield
     finally:
         for module in patched:
-            del module.forward  # the class's forward again
+            module.__dict__.pop("forward", None)  # the class's forward again
+        model.set_attn_implementation(original)
+
+
+def _check_dropout() -> str | None:
+    """:func:`drop` against ``torch.nn.functional.dropout``: the same kept values (scaled as torch scales them, in
+    each dtype), a keep rate within 1% of 1 - p, and gradients that flow through the kept elements alone."""
+    from textclf.patch_check import difference
+
+    p = 0.25
+    with torch.inference_mode(False), torch.enable_grad():
+        return _dropout_difference(p, difference)
+
+
+def _dropout_difference(p: float, difference: Any) -> str | None:
+    for dtype in (torch.float32, torch.bfloat16):
+        ones = torch.ones(1 << 16, dtype=dtype, requires_grad=True)
+        ours = drop(ones, p, True, MaskSource(0))
+        stock_scale = float(nn.functional.dropout(torch.ones(64, dtype=dtype), p).max())
+        values = set(torch.unique(ours.detach().float()).tolist())
+        if not values <= {0.0, stock_scale}:
+            return f"{dtype} dropout gives values {sorted(values)[:4]}, torch's 0 and {stock_scale}"
+        kept = float((ours != 0).float().mean())
+        if abs(kept - (1 - p)) > 0.01:
+            return f"{dtype} dropout keeps {kept:.3f} of the elements at p={p}, not {1 - p}"
+        ours.backward(torch.full_like(ours, 2.0))
+        problem = difference(ours.detach() * 2.0, ones.grad, f"the {dtype} dropout gradient")
+        if problem:
+            return problem
+    return None
+
+
+@contextlib.contextmanager
+def fast_training(model: nn.Module) -> Iterator[None]:
+    """Train ``model`` with :class:`FastDropout` (and, for plain BERT-style attention, the fused projection and the
+    first-token last layer) inside the block; its modules, forwards and attention come back after. Each swap first
+    checks itself against the stock code (:mod:`textclf.patch_check`) and steps aside where they differ."""
+    from textclf.patch_check import compare_training, model_kind, verified
+
+    kind = model_kind(model)
+    reroute = plain_attention(model) and getattr(model, "_supports_attention_backend", False)
+    fused = [m for m in model.modules() if fusable(m)] if reroute else []
+    if reroute and not verified("fused attention", kind, lambda: compare_training(
+            model, lambda: _rerouted(model, fused, None))):
+        reroute, fused = False, []
+    last = first_token_layer(model) if reroute else None
+    if last is not None and not verified("first-token last layer", kind, lambda: compare_training(
+            model, lambda: _rerouted(model, fused, last))):
+        last = None
+    source = MaskSource(int(torch.randint(0, 2**62, ()).item()))  # from torch's generator: seeded runs repeat
+    with contextlib.ExitStack() as stack:
+        if verified("fast dropout", "torch", _check_dropout):
+            stack.enter_context(_fast_dropout(model, source))
         if reroute:
-            model.set_attn_implementation(original)
-        for parent, name, child in swapped:
-            child.train(getattr(parent, name).training)
-            setattr(parent, name, child)
+            stack.enter_context(_rerouted(model, fused, last))
+        yield

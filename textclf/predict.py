@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,20 +258,50 @@ def fuse_attention_projections(model: Any) -> int:
     import torch
 
     from textclf.cpu_train import fusable, plain_attention
+    from textclf.patch_check import BF16_RTOL, RTOL, difference, model_kind, probe_batch, verified
 
     if not plain_attention(model):
         return 0
-    changed = 0
-    for module in model.modules():
-        if not fusable(module):
-            continue
+    modules = [m for m in model.modules() if fusable(m)]
+    for module in modules:
         projections = (module.query, module.key, module.value)
         module.register_buffer("qkv_weight", torch.cat([p.weight.detach() for p in projections]), persistent=False)
         bias = None if module.query.bias is None else torch.cat([p.bias.detach() for p in projections])
         module.register_buffer("qkv_bias", bias, persistent=False)
+
+    def check() -> str | None:  # the fused forward against the model's own, on a probe batch
+        batch, rtol = probe_batch(model), BF16_RTOL if next(model.parameters()).dtype == torch.bfloat16 else RTOL
+        was = model.training
+        model.eval()
+        try:
+            with torch.inference_mode():
+                stock = model(**batch).logits
+                with _one_projection(modules):
+                    fused = model(**batch).logits
+        finally:
+            model.train(was)
+        return difference(stock, fused, "the logits", rtol=rtol)
+
+    if not modules or not verified("one-projection attention", model_kind(model), check):
+        for module in modules:
+            del module.qkv_weight, module.qkv_bias
+        return 0
+    for module in modules:
         module.forward = types.MethodType(_one_projection_attention, module)
-        changed += 1
-    return changed
+    return len(modules)
+
+
+@contextlib.contextmanager
+def _one_projection(modules: list[Any]) -> Iterator[None]:
+    import types
+
+    for module in modules:
+        module.forward = types.MethodType(_one_projection_attention, module)
+    try:
+        yield
+    finally:
+        for module in modules:
+            module.__dict__.pop("forward", None)
 
 
 def _one_projection_attention(self: Any, hidden_states: Any, attention_mask: Any = None, *args: Any,

@@ -244,17 +244,58 @@ def clipped_step(optimizer: Any, max_norm: float) -> float:
         raise TrainingDiverged(f"the gradient norm became {norm}; lower the learning rate")
     coefficient = max_norm / (norm + 1e-6)  # clip_grad_norm_'s, epsilon included
     # The flag GradScaler checks: the optimizer's step divides by ``grad_scale`` (fused AdamW, fused SGD).
-    if coefficient < 1.0 and getattr(optimizer, "_step_supports_amp_scaling", False):
-        optimizer.grad_scale = torch.tensor(1.0 / coefficient)
-        try:
-            optimizer.step()
-        finally:
-            del optimizer.grad_scale
+    if coefficient < 1.0 and _grad_scale_clips(optimizer):
+        _step_scaled(optimizer, 1.0 / coefficient)
         return norm
     if coefficient < 1.0:
         torch.nn.utils.clip_grads_with_norm_(params, max_norm, torch.tensor(norm))
     optimizer.step()
     return norm
+
+
+def _step_scaled(optimizer: Any, scale: float) -> None:
+    """One step that divides every gradient by ``scale`` on the way (``GradScaler``'s private hand-off)."""
+    import torch
+
+    optimizer.grad_scale = torch.tensor(scale)
+    try:
+        optimizer.step()
+    finally:
+        del optimizer.grad_scale
+
+
+def _grad_scale_clips(optimizer: Any) -> bool:
+    """Whether handing the clip coefficient to ``optimizer`` as ``grad_scale`` takes the step torch's clipping
+    takes: checked once per process and optimizer kind on a probe (:mod:`textclf.patch_check`)."""
+    if not getattr(optimizer, "_step_supports_amp_scaling", False):
+        return False
+    import inspect
+
+    import torch
+
+    from textclf.patch_check import difference, verified
+
+    def check() -> str | None:
+        # Three steps, clipped, not, clipped: Adam-like optimizers are blind to one step's scale, not to a mix.
+        with torch.inference_mode(False):
+            start = torch.linspace(-1.0, 1.0, 64)
+            stock, ours = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+            accepted = inspect.signature(type(optimizer)).parameters
+            kwargs = {k: v for k, v in optimizer.defaults.items() if k in accepted}
+            optimizers = [type(optimizer)([p], **kwargs) for p in (stock, ours)]
+            for grad in (torch.linspace(3.0, -2.0, 64), torch.linspace(-0.01, 0.02, 64), torch.linspace(-9.0, 4.0, 64)):
+                stock.grad, ours.grad = grad.clone(), grad.clone()
+                norm = float(grad.norm())
+                torch.nn.utils.clip_grad_norm_([stock], 1.0)
+                optimizers[0].step()
+                if norm > 1.0:
+                    _step_scaled(optimizers[1], norm + 1e-6)
+                else:
+                    optimizers[1].step()
+            return difference(stock.detach() - start, ours.detach() - start, "the clipped steps")
+
+    kind = (type(optimizer).__name__, tuple(sorted((k, str(v)) for k, v in optimizer.defaults.items())))
+    return verified("clipping by grad_scale", kind, check)
 
 
 # ------------------------------------------------------------------------------------------------------ batching

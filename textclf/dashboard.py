@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from textclf.config import studies_dir as default_studies_dir
 from textclf.data import HUB_PREFIX, check_hub_id
 from textclf.errors import ConfigError, DataError, TextclfError
 from textclf.safety import (
@@ -80,7 +81,7 @@ class DashboardConfig:
     """Where studies live and, in public mode, how much one visitor may use."""
 
     storage: str | None = None
-    studies_dir: Path = field(default_factory=lambda: Path(os.environ.get("TEXTCLF_STUDIES_DIR", "studies")).resolve())
+    studies_dir: Path = field(default_factory=default_studies_dir)
     public: bool = False
     max_trials: int = 50
     max_train_samples: int | None = None
@@ -106,7 +107,7 @@ class DashboardConfig:
         """Public mode is on on Hugging Face Spaces (SPACE_ID is set) or with TEXTCLF_PUBLIC=1."""
         if public is None:
             public = bool(os.environ.get("SPACE_ID")) or os.environ.get("TEXTCLF_PUBLIC", "") in ("1", "true", "yes")
-        folder = Path(studies_dir or os.environ.get("TEXTCLF_STUDIES_DIR", "studies")).expanduser().resolve()
+        folder = Path(studies_dir).expanduser().resolve() if studies_dir else default_studies_dir()
         cfg = cls(storage=storage or os.environ.get("TEXTCLF_STORAGE"), studies_dir=folder, public=public)
         return replace(cfg, **PUBLIC_LIMITS) if public else cfg
 

@@ -28,7 +28,7 @@ from textclf.train import CLASS_WEIGHTS
 with without_stub_regeneration():  # gradio rewrites its own type stubs on import: ~2 s of start-up (see the module)
     import gradio as gr
 
-QUICK_DEMO = {"study": "quick-demo", "backbones": ["minilm", "scratch:minilm"], "trials": 4, "epochs": 3}
+QUICK_DEMO = {"study": "quick-demo", "backbones": ["minilm", "scratch:minilm"], "trials": 4}
 TRIAL_HEADERS = ["#", "backbone", "lr", "head/enc", "batch", "epochs", "state", "score", "seconds"]
 CHARTS = [("score_by_backbone", "Score by backbone"), ("history", "Optimisation history"),
           ("score_vs_lr", "Score vs encoder LR"), ("score_vs_ratio", "Score vs head/encoder ratio"),
@@ -168,8 +168,9 @@ def _study_section(dash: Dashboard, source: gr.State) -> tuple[gr.Dataframe, gr.
                 ratio_lo = gr.Number(value=default.head_lr_ratio[0], label="head/encoder ratio from")
                 ratio_hi = gr.Number(value=default.head_lr_ratio[1], label="head/encoder ratio to")
             with gr.Row():
-                batch_sizes = gr.CheckboxGroup([8, 16, 32, 64], value=default.batch_sizes, label="Batch sizes")
-                epochs = gr.Slider(0, 8, value=0, step=1, label="Epochs (0 = search 2-5)")
+                batch_sizes = gr.CheckboxGroup([8, 16, 32, 64], value=default.batch_sizes,
+                                               label="Batch sizes (none ticked: scaled to the training rows)")
+                epochs = gr.Slider(0, 8, value=0, step=1, label="Epochs (0 = searched, scaled to the training rows)")
                 seeds = gr.Slider(0, 5, value=default.seeds, step=1,
                                   label="Seeds: re-run each backbone's best config k times")
                 jobs = gr.Slider(1, max(2, os.cpu_count() or 1), value=default.jobs, step=1,
@@ -177,8 +178,8 @@ def _study_section(dash: Dashboard, source: gr.State) -> tuple[gr.Dataframe, gr.
             with gr.Row():
                 thresholds = gr.Dropdown(list(THRESHOLD_MODES), value=default.threshold_mode,
                                          label="Multi-label thresholds (chosen on validation)")
-                class_weight = gr.Dropdown(list(CLASS_WEIGHTS), value=default.class_weight,
-                                           label="Class weights (balanced: for imbalanced labels)")
+                class_weight = gr.Dropdown(["auto", *CLASS_WEIGHTS, "search"], value=default.class_weight,
+                                           label="Class weights (auto: searched for skewed labels, else none)")
         with gr.Row():
             quick_btn = gr.Button("Quick demo", variant="secondary")
             start_btn = gr.Button("Start", variant="primary")
@@ -212,8 +213,7 @@ def _study_section(dash: Dashboard, source: gr.State) -> tuple[gr.Dataframe, gr.
 
     @guarded
     def quick(request: gr.Request) -> tuple[str, Any, str]:
-        demo = StudyForm(data="demo", backbones=QUICK_DEMO["backbones"], trials=QUICK_DEMO["trials"],
-                         epochs=QUICK_DEMO["epochs"])
+        demo = StudyForm(data="demo", backbones=QUICK_DEMO["backbones"], trials=QUICK_DEMO["trials"])
         msg = dash.start_study(QUICK_DEMO["study"], demo, owner=_session(request))
         names = sorted({*dash.list_studies(), QUICK_DEMO["study"]})
         return msg, gr.Dropdown(choices=names, value=QUICK_DEMO["study"]), QUICK_DEMO["study"]
@@ -258,13 +258,16 @@ def _compare_section(dash: Dashboard, existing: gr.Dropdown) -> None:
 
     @guarded
     def compare(name: str | None) -> tuple[Any, ...]:
-        from textclf.charts import all_charts
-        from textclf.storage import load_study
+        from textclf.charts import charts_for
+        from textclf.storage import load_study, read_study
+        from textclf.summary import study_warnings
 
         if not name:
             return ("Open a study in the Study section; charts update while it runs.", *[None] * len(plots))
-        figs = all_charts(load_study(name, dash.storage))
-        return (f"Study **{md(name)}** — every score is on the validation split.", *[figs[k] for k in plots])
+        record = read_study(load_study(name, dash.storage))
+        figs = charts_for(record)
+        warnings = "".join(f"\n\n**Warning:** {md(w)}" for w in study_warnings(record))
+        return (f"Study **{md(name)}** — every score is on the validation split.{warnings}", *[figs[k] for k in plots])
 
     compare_outputs = [compare_md, *plots.values()]
     compare_tab.select(compare, existing, compare_outputs, api_visibility="private")

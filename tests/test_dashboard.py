@@ -78,7 +78,7 @@ def test_backbone_table_says_why_unavailable(trained: Dashboard) -> None:
 
 def test_study_status_and_models(trained: Dashboard) -> None:
     rows, line = trained.study_status("done")
-    assert len(rows) == 1 and rows[0][1] == "tiny-bert" and rows[0][6] == "complete"
+    assert len(rows) == 1 and rows[0][1] == "tiny-bert" and rows[0][6].startswith("complete")  # tiny: may collapse
     assert "1 finished" in line and "baseline" in line
     assert list(trained.models.available()) == ["done / tiny-bert"]
     assert trained.models.best() == "done / tiny-bert"
@@ -171,7 +171,7 @@ def test_worker_process_runs_a_study_and_stop_keeps_finished_trials(trained: Das
 
     def two_done() -> bool:
         try:
-            return sum(r[6] == "complete" for r in trained.study_status("bg")[0]) >= 2
+            return sum(r[6].startswith("complete") for r in trained.study_status("bg")[0]) >= 2
         except TextclfError:
             return False
 

@@ -112,7 +112,7 @@ def test_export_loads_in_transformers_pipeline_with_the_same_top_label(tiny_mode
 
 
 def test_failed_trial_records_its_reason_and_the_study_goes_on(tiny_models: dict, studies: Path) -> None:
-    space = SearchSpace(batch_sizes=(16,))
+    space = SearchSpace(batch_sizes=(16,), epochs=(1, 1))
     space.lr = (1e6, 1e7)  # an absurd learning rate, set past the config's own check: the loss diverges
     summary = run_study(StudyConfig(study="f1", data="demo", backbones=["tiny-bert"], trials=2, epochs=1,
                                     space=space), progress=False, log=quiet)
@@ -363,7 +363,7 @@ def test_time_budget_ends_a_running_trial_with_its_result_kept(tiny_models: dict
     from textclf.dashboard import Dashboard, DashboardConfig
 
     rows, _ = Dashboard(DashboardConfig.from_env()).study_status("budget")
-    assert rows[0][6] == "complete (time budget)"  # the live table says why it ended early
+    assert rows[0][6].startswith("complete (time budget)")  # the live table says why it ended early
 
 
 @pytest.mark.parametrize("backbone", ["tiny-bert", "tiny-xlnet"])  # XLNet pads on the left

@@ -1,4 +1,10 @@
+import signal
 import sys
+
+from textclf.errors import PROCESS_INTERRUPT
+
+# Before the heavy imports: an interrupt that lands in one of them is remembered even if a library swallows it.
+signal.signal(signal.SIGINT, PROCESS_INTERRUPT.handle)
 
 
 def _run() -> int:

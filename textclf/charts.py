@@ -30,6 +30,10 @@ class Point:
     value: float
     x: Any = None
     y: Any = None
+    note: str = ""  # e.g. that the trial collapsed onto one answer
+
+    def hover(self) -> str:
+        return f"trial {self.trial} ({self.state.lower()})" + (f"<br>{plot_text(self.note)}" if self.note else "")
 
 
 @dataclass
@@ -43,6 +47,7 @@ class Scatter:
     colors: dict[str, str]
     message: str | None = None  # why there is nothing to draw yet
     x_label: str = ""
+    baseline_name: str = "tfidf+logreg"
 
 
 @dataclass
@@ -53,6 +58,7 @@ class Curves:
     trials: list[tuple[TrialRecord, list[float], list[float | None], list[str]]]  # trial, epochs, scores, hover notes
     colors: dict[str, str]
     message: str | None = None
+    baseline_name: str = "tfidf+logreg"
 
 
 @dataclass
@@ -66,6 +72,7 @@ class PerBackbone:
     label_names: list[str] = field(default_factory=list)
     baseline: float | None = None
     message: str | None = None
+    baseline_name: str = "tfidf+logreg"
 
 
 @dataclass
@@ -120,18 +127,19 @@ def colors(data: StudyRecord) -> dict[str, str]:
     return {b: PALETTE[i % len(PALETTE)] for i, b in enumerate(data.backbones())}
 
 
-def _baseline_line(fig: Any, baseline: float | None) -> None:
-    if baseline is not None:
-        fig.add_hline(y=baseline, line_dash="dash", line_color="#888",
-                      annotation_text=f"TF-IDF + LR baseline {baseline:.3f}", annotation_position="bottom right")
+def _baseline_line(fig: Any, info: Scatter | Curves | PerBackbone) -> None:
+    """The best traditional baseline as a dashed reference line."""
+    if info.baseline is not None:
+        fig.add_hline(y=info.baseline, line_dash="dash", line_color="#888", annotation_position="bottom right",
+                      annotation_text=f"baseline ({plot_text(info.baseline_name)}) {info.baseline:.3f}")
 
 
 def _points(data: StudyRecord, rows: list[TrialRecord], x: Any = None, y: Any = None) -> dict[str, list[Point]]:
     """``rows`` as points per backbone, in the study's backbone order; ``x``/``y`` read a point's coordinates."""
     out: dict[str, list[Point]] = {}
     for backbone in data.backbones():
-        sel = [Point(t.number, t.state, float(t.value), x(t) if x else None, y(t) if y else None)  # type: ignore[arg-type]
-               for t in rows if t.backbone == backbone]
+        sel = [Point(t.number, t.state, float(t.value), x(t) if x else None, y(t) if y else None,  # type: ignore[arg-type]
+                     t.collapse_note()) for t in rows if t.backbone == backbone]
         if sel:
             out[backbone] = sel
     return out
@@ -139,7 +147,8 @@ def _points(data: StudyRecord, rows: list[TrialRecord], x: Any = None, y: Any = 
 
 def _scatter(data: StudyRecord, title: str, rows: list[TrialRecord], empty: str, **kwargs: Any) -> Scatter:
     series = _points(data, rows, kwargs.pop("x", None), kwargs.pop("y", None))
-    return Scatter(title, data.metric, data.baseline, series, colors(data), None if series else empty, **kwargs)
+    return Scatter(title, data.metric, data.baseline, series, colors(data), None if series else empty,
+                   baseline_name=data.baseline_model, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------------------ score by backbone
@@ -157,13 +166,13 @@ def draw_score_by_backbone(info: Scatter) -> Any:
     for backbone, points in info.series.items():
         values, color = [p.value for p in points], info.colors[backbone]
         fig.add_trace(go.Box(y=values, name=backbone, boxpoints="all", jitter=0.3, pointpos=0, marker_color=color,
-                             text=[f"trial {p.trial} ({p.state.lower()})" for p in points], hoverinfo="y+text",
+                             text=[p.hover() for p in points], hoverinfo="y+text",
                              showlegend=False))
         fig.add_trace(go.Scatter(x=[backbone], y=[max(values)], mode="markers", marker_symbol="diamond", marker_size=13,
                                  marker_color=color, marker_line={"width": 1, "color": "black"},
                                  name=f"best {backbone}", hovertemplate=f"best {backbone}: %{{y:.4f}}<extra></extra>",
                                  showlegend=False))
-    _baseline_line(fig, info.baseline)
+    _baseline_line(fig, info)
     return _layout(fig, info.title, yaxis_title=f"{info.metric} (validation)")
 
 
@@ -187,9 +196,9 @@ def draw_score_vs_param(info: Scatter, *, log: bool = True) -> Any:
             x=[p.x for p in points], y=[p.value for p in points], mode="markers", name=backbone,
             marker={"size": 11, "color": [color if p.state == "COMPLETE" else "white" for p in points],
                     "line": {"width": 2, "color": color}},
-            text=[f"trial {p.trial} ({p.state.lower()})" for p in points],
+            text=[p.hover() for p in points],
             hovertemplate=f"{info.x_label}=%{{x:.3g}}<br>{info.metric}=%{{y:.4f}}<br>%{{text}}<extra>{backbone}</extra>"))
-    _baseline_line(fig, info.baseline)
+    _baseline_line(fig, info)
     fig.update_xaxes(type="log" if log else "linear", title=info.x_label)
     return _layout(fig, info.title, yaxis_title=info.metric)
 
@@ -238,7 +247,7 @@ def extract_learning_curves(data: StudyRecord) -> Curves:
              [f"<br>{p['rows']} training rows, each before it was learnt" if p.get("on") == "train" else ""
               for p in t.curve]) for t in data.trials if t.curve]
     return Curves(f"Learning curves (validation {data.metric})", data.metric, data.baseline, rows, colors(data),
-                  None if rows else "No evaluation reported yet.")
+                  None if rows else "No evaluation reported yet.", data.baseline_model)
 
 
 def draw_learning_curves(info: Curves) -> Any:
@@ -259,7 +268,7 @@ def draw_learning_curves(info: Curves) -> Any:
             hovertemplate=f"trial {t.number} ({t.state.lower()})<br>epoch %{{x:.2f}}: %{{y:.4f}}%{{text}}"
                           f"<extra>{t.backbone}</extra>"))
         shown.add(t.backbone)
-    _baseline_line(fig, info.baseline)
+    _baseline_line(fig, info)
     return _layout(fig, info.title, xaxis_title="epoch", yaxis_title=info.metric)
 
 
@@ -280,7 +289,7 @@ def draw_score_vs_time(info: Scatter) -> Any:
                                  marker={"size": 11, "color": info.colors[backbone]},
                                  text=[f"trial {p.trial}" for p in points],
                                  hovertemplate="%{x:.0f}s → %{y:.4f}<br>%{text}<extra></extra>"))
-    _baseline_line(fig, info.baseline)
+    _baseline_line(fig, info)
     return _layout(fig, info.title, xaxis_title=info.x_label, yaxis_title=info.metric)
 
 
@@ -309,7 +318,7 @@ def draw_optimization_history(info: Scatter) -> Any:
                              hovertemplate="trial %{x}: %{y:.4f}<br>%{text}<extra></extra>"))
     fig.add_trace(go.Scatter(x=[p.trial for _, p in rows], y=[p.y for _, p in rows], mode="lines", name="best so far",
                              line={"color": "#222", "shape": "hv"}))
-    _baseline_line(fig, info.baseline)
+    _baseline_line(fig, info)
     return _layout(fig, info.title, xaxis_title="trial", yaxis_title=info.metric)
 
 
@@ -376,7 +385,8 @@ def extract_seed_variance(data: StudyRecord) -> PerBackbone:
     if ranking_supported(stats) is False:
         title += " — ranking NOT supported by the spread"
     return PerBackbone(title, data.metric, runs, colors(data), baseline=data.baseline, message=None if runs else
-                       "Run the study with seeds (k > 0) to see how much the score moves with the seed.")
+                       "Run the study with seeds (k > 0) to see how much the score moves with the seed.",
+                       baseline_name=data.baseline_model)
 
 
 def draw_seed_variance(info: PerBackbone) -> Any:
@@ -395,7 +405,7 @@ def draw_seed_variance(info: PerBackbone) -> Any:
         fig.add_trace(go.Scatter(x=[b] * len(vals), y=vals, mode="markers", marker={"size": 7,
                                  "color": info.colors.get(b), "opacity": 0.5}, showlegend=False,
                                  hovertemplate="%{y:.4f}<extra></extra>"))
-    _baseline_line(fig, info.baseline)
+    _baseline_line(fig, info)
     return _layout(fig, info.title, yaxis_title=info.metric)
 
 
@@ -522,7 +532,11 @@ def param_importances(data: StudyRecord) -> Any:
 
 def all_charts(study: Any) -> dict[str, Any]:
     """Every Compare chart for ``study``, by name (one read of the storage)."""
-    data = study_data(study)
+    return charts_for(study_data(study))
+
+
+def charts_for(data: StudyRecord) -> dict[str, Any]:
+    """Every Compare chart of a study's record, by name."""
     return {
         "score_by_backbone": score_by_backbone(data),
         "history": optimization_history(data),

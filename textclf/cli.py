@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from textclf.config import add_run_arguments
-from textclf.errors import INTERRUPTED, ConfigError, TextclfError, caused_by_interrupt
+from textclf.errors import INTERRUPTED, PROCESS_INTERRUPT, ConfigError, TextclfError, caused_by_interrupt
 
 EXIT_USAGE = 2
 
@@ -56,10 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _print_summary(summary: dict[str, Any]) -> None:
     metric = summary["metric"]
-    print(f"study {summary['study']} ({summary['task']}, {metric} on the validation split): "
+    why = f"; {metric} because {summary['metric_reason']}" if summary.get("metric_reason") else ""
+    print(f"study {summary['study']} ({summary['task']}, {metric} on the validation split{why}): "
           f"{summary['n_trials']} finished trial(s), {summary['n_failed']} failed")
-    if summary["baseline"] is not None:
-        print(f"  {'tfidf+logreg baseline':<28} {summary['baseline']:.4f}")
+    for name, base in summary.get("baselines", {}).items():
+        print(f"  {name + ' baseline':<28} {base['value']:.4f}" + ("  (the chart's baseline)" if name == summary.get(
+            "baseline_model") else ""))
+    if summary.get("majority") is not None:
+        print(f"  {'majority class':<28} {summary['majority']:.4f}")
     for backbone, value in summary["per_backbone"].items():
         print(f"  {backbone:<28} {value:.4f}")
     for backbone, s in summary.get("seed_spread", {}).items():
@@ -70,11 +74,17 @@ def _print_summary(summary: dict[str, Any]) -> None:
     if test:
         base = summary.get("baseline_test")
         print(f"test split (the chosen model, trial {test['trial']} {test['backbone']}, scored once): "
-              f"{metric}={test['value']:.4f}" + (f"; tfidf+logreg on test {base:.4f}" if base is not None else ""))
+              f"{metric}={test['value']:.4f}" + (f"; {summary.get('baseline_model')} on test {base:.4f}"
+                                                 if base is not None else ""))
     best = summary["best"]
     if best:
         params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["params"].items())
         print(f"best: trial {best['trial']} {best['backbone']} {metric}={best['value']:.4f} ({params})")
+    if summary.get("max_length"):
+        cut = ", ".join(f"{b} {n}" for b, n in summary["max_length"].items())
+        print(f"tokens per text: {cut} (truncation: {summary.get('truncation') or 'head'})")
+    for warning in summary.get("warnings", []):
+        print(f"WARNING: {warning}")
 
 
 def _run_config(args: argparse.Namespace) -> Any:
@@ -103,29 +113,11 @@ def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     progress = not args.json and sys.stderr.isatty()
     if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread only
         return run_study(cfg, progress=progress)
-    interrupt = _Interrupt()
-    previous = signal.signal(signal.SIGINT, interrupt.handle)
+    previous = signal.signal(signal.SIGINT, PROCESS_INTERRUPT.handle)  # python -m textclf installed it already
     try:
-        return run_study(cfg, progress=progress, interrupted=interrupt.requested)
+        return run_study(cfg, progress=progress, interrupted=PROCESS_INTERRUPT.requested)
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-class _Interrupt:
-    """Ctrl-C (and the dashboard's Stop, which sends SIGINT) during a study: KeyboardInterrupt at once, as Python's
-    own handler does, and remembered, so run_study raises it again at the next training step if it was lost (Python
-    drops an exception raised inside a garbage-collection callback; measured: a Stop landed in one of SQLAlchemy's
-    and the study ran on to its end)."""
-
-    def __init__(self) -> None:
-        self._requested = False
-
-    def handle(self, signum: int, frame: Any) -> None:
-        self._requested = True
-        raise KeyboardInterrupt
-
-    def requested(self) -> bool:
-        return self._requested
 
 
 def main(argv: Sequence[str] | None = None) -> int:

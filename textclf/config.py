@@ -10,6 +10,7 @@ read off these fields, so a new setting is one new field here (and its use).
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import os
 import re
@@ -21,7 +22,7 @@ from typing import Any
 from textclf.data import TASKS
 from textclf.errors import ConfigError
 from textclf.metrics import METRICS, THRESHOLD_MODES
-from textclf.train import CLASS_WEIGHTS
+from textclf.train import CLASS_WEIGHTS, TRUNCATIONS
 
 PRUNERS = ("median", "sha", "hyperband", "none")
 STUDY_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
@@ -38,22 +39,38 @@ def option(default: Any = MISSING, help: str = "", *, flag: str | None = None, c
     return field(default=default, metadata=meta)
 
 
+# Optimizer steps a trial should make at least to fine-tune: below ~250, small training sets gave under-trained models
+# that lost to the TF-IDF baseline (the measurements are in docs/benchmarks.md, "Recipes that scale with the data").
+MIN_STEPS = 250
+BATCH_SIZES = (8, 16, 32)
+
+
+def steps(n_train: int, batch_size: int, epochs: int) -> int:
+    """Optimizer steps of a trial: one per batch, the last one of an epoch possibly short."""
+    return math.ceil(n_train / batch_size) * epochs
+
+
 @dataclass
 class SearchSpace:
-    """Ranges searched by TPE. Defaults follow the BERT/RoBERTa fine-tuning recipes (lr 1e-5..1e-4, batch 16/32,
-    weight decay 0.01, warmup 6-10%, 2-4 epochs), widened upwards for small models such as MiniLM."""
+    """Ranges searched by TPE. Defaults follow the BERT/RoBERTa fine-tuning recipes (lr 1e-5..1e-4, weight decay
+    0.01, warmup 6-10%), widened upwards for small models such as MiniLM; batch sizes and epochs left unset are scaled
+    to the training rows (:meth:`filled`): batch 16/32 and 2-5 epochs for a few thousand rows and more."""
 
     lr: tuple[float, float] = option((1e-5, 3e-4), "encoder learning-rate range (log scale)", flag="--lr-range",
                                      metavar=("LOW", "HIGH"))
     head_lr_ratio: tuple[float, float] = option((1.0, 100.0), "head/encoder learning-rate ratio range",
                                                 flag="--ratio-range", metavar=("LOW", "HIGH"))
-    batch_sizes: tuple[int, ...] = option((16, 32), "batch sizes to search, comma-separated", flag="--batch-sizes")
+    batch_sizes: tuple[int, ...] | None = option(None, "batch sizes to search, comma-separated (default: scaled to "
+                                                       "the training rows)", flag="--batch-sizes")
     weight_decay: tuple[float, float] = option((0.0, 0.1), "weight-decay range", cli=False, preset=False)
     warmup_fraction: tuple[float, float] = option((0.0, 0.2), "warmup fraction range", cli=False, preset=False)
-    epochs: tuple[int, int] = option((2, 5), "epochs range (when epochs are searched)", cli=False, preset=False)
+    epochs: tuple[int, int] | None = option(None, "epochs range when epochs are searched (default: scaled to the "
+                                                  "training rows)", cli=False, preset=False)
 
     def __post_init__(self) -> None:
         for name in ("lr", "head_lr_ratio", "weight_decay", "warmup_fraction", "epochs"):
+            if getattr(self, name) is None:
+                continue
             low, high = getattr(self, name)
             if not (math.isfinite(low) and math.isfinite(high)) or low > high:
                 raise ConfigError(f"{name} range must be low <= high, got ({low}, {high}); swap the bounds")
@@ -63,16 +80,27 @@ class SearchSpace:
         if self.lr[1] > 1:
             raise ConfigError(f"lr range must lie within (0, 1], got {self.lr}: fine-tuning learning rates are "
                               "around 1e-5 to 3e-4; did you mean those?")
-        if self.epochs[0] < 1:
+        if self.epochs is not None and self.epochs[0] < 1:
             raise ConfigError(f"epochs range must start at 1 or more, got {self.epochs}")
-        if not self.batch_sizes or any(int(b) < 1 for b in self.batch_sizes):
+        if self.batch_sizes is not None and (not self.batch_sizes or any(int(b) < 1 for b in self.batch_sizes)):
             raise ConfigError(f"batch_sizes must be positive integers, got {self.batch_sizes}")
         if not (self.warmup_fraction[0] >= 0 and self.warmup_fraction[1] < 1):
             raise ConfigError(f"warmup_fraction range must lie in [0, 1), got {self.warmup_fraction}")
 
+    def filled(self, n_train: int) -> SearchSpace:
+        """This space with unset batch sizes and epochs scaled to ``n_train`` rows: the two largest of 8/16/32 that
+        still make ``MIN_STEPS`` in 5 epochs, and epochs from what the larger of them needs for ``MIN_STEPS`` (at
+        least 2) to two more (at least 5)."""
+        sizes = self.batch_sizes or tuple(b for b in BATCH_SIZES if steps(n_train, b, 5) >= MIN_STEPS)[-2:] \
+            or BATCH_SIZES[:1]
+        low = min(max(2, math.ceil(MIN_STEPS / steps(n_train, max(sizes), 1))), 8)
+        out = copy.copy(self)  # the ranges as they are: they were checked when the space was made
+        out.batch_sizes, out.epochs = tuple(sizes), self.epochs or (low, max(5, low + 2))
+        return out
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> SearchSpace:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able, as the study stores it: lists, not tuples."""
@@ -99,15 +127,21 @@ class StudyConfig:
     storage: str | None = option(None, "Optuna storage URL (default $TEXTCLF_STORAGE or studies/textclf.db)")
     max_train_samples: int | None = option(None, "stratified subsample of train", stored=True, resume="match adopt")
     epochs: int | None = option(None, "fix the number of epochs (default: searched)", stored=True, resume="match adopt")
-    metric: str | None = option(None, "the metric trials are selected on (default: accuracy, or macro_f1 for "
-                                      "multi-label)", choices=tuple(METRICS), stored=True, resume="match")
+    metric: str | None = option(None, "the metric trials are selected on (default: accuracy for balanced labels, "
+                                      "macro_f1 for skewed ones and for multi-label)", choices=tuple(METRICS),
+                                stored=True, resume="match")
     seed: int = option(42, "default 42", stored=True, resume="match")
     pruner: str | None = option(None, "default median (a resumed study keeps its own)", choices=PRUNERS, stored=True,
                                 resume="adopt")
     # None: the stored study's space when resuming, else the defaults. Its ranges have flags of their own.
     space: SearchSpace | None = option(None, cli=False, preset=False, stored=True, resume="match adopt")
-    max_length: int = option(128, "tokens per text (default 128; at most what the backbone's model takes)",
-                             stored=True)
+    max_length: int | None = option(None, "tokens per text (default: what 95% of the training texts need, at "
+                                          "most what the backbone's model takes)", stored=True)
+    truncation: str | None = option(None, "how a text longer than max_length is cut: head (its first tokens), "
+                                          "head_tail (its first quarter and last three quarters), or search (both; "
+                                          "the default when many training texts are longer than the model takes, "
+                                          "else head)", choices=(*TRUNCATIONS, "search"), stored=True,
+                                    resume="match adopt")
     evals_per_epoch: int | None = option(None, "evaluations (and pruning chances) per epoch (default: 4 a trial: "
                                                "4 an epoch for 1 epoch, 2 for 2-3)")
     pruning_eval_rows: int | None = option(512, "mid-epoch evaluations, which only feed the pruner, score a fixed "
@@ -132,8 +166,9 @@ class StudyConfig:
     threshold_mode: str | None = option(None, "multi-label decision thresholds chosen on validation: one global "
                                               "(default), or one per class", flag="--thresholds",
                                         choices=tuple(THRESHOLD_MODES), stored=True, resume="match adopt")
-    class_weight: str | None = option(None, "balanced: weight the loss by inverse class frequency (imbalanced data); "
-                                            "default none", choices=tuple(CLASS_WEIGHTS), stored=True,
+    class_weight: str | None = option(None, "balanced: weight the loss by inverse class frequency; search: a "
+                                            "searched choice of none and balanced (default: search for skewed "
+                                            "labels, else none)", choices=(*CLASS_WEIGHTS, "search"), stored=True,
                                       resume="match adopt")
     jobs: int = option(1, "run N trials side by side, each in its own process, sharing the CPU's threads (default 1: "
                           "one at a time, repeatable run to run; more finish a study sooner where one training "
@@ -153,7 +188,7 @@ class StudyConfig:
         if self.timeout is not None and (isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float))
                                          or not math.isfinite(self.timeout) or self.timeout <= 0):
             raise ConfigError(f"timeout must be a positive, finite number of seconds, got {self.timeout!r}")
-        if self.max_length < MIN_MAX_LENGTH:
+        if self.max_length is not None and self.max_length < MIN_MAX_LENGTH:
             raise ConfigError(f"max_length must be at least {MIN_MAX_LENGTH} tokens (special tokens included), "
                               f"got {self.max_length}")
         if self.epochs is not None and self.epochs < 1:
@@ -226,8 +261,9 @@ def check_resume(stored: dict[str, Any], cfg: StudyConfig, backbones: list[str] 
     """A resumed study must keep its data, backbones, metric and the other ``match`` settings, or its trials stop
     being comparable. ``backbones`` and ``metric`` are those this run asks for (None: not asked)."""
     wanted = {name: getattr(cfg, name) for name in _resumed("match")} | {"backbones": backbones, "metric": metric}
-    if wanted.get("space") is not None:
-        wanted["space"] = wanted["space"].to_dict()
+    if wanted.get("space") is not None:  # the ranges given; unset ones were scaled to the data when it was created
+        given = {k: v for k, v in wanted["space"].to_dict().items() if v is not None}
+        wanted["space"] = {**stored.get("space", {}), **given}
     for key, value in wanted.items():
         if value is not None and key in stored and stored[key] != value:
             raise ConfigError(f"study {cfg.study!r} was created with {key}={stored[key]!r} but this run asks for "
@@ -303,8 +339,8 @@ def _csv_ints(value: str) -> list[int]:
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``run`` command's settings, one flag per field (defaults None: a flag not given leaves the preset's or
     the config's own default)."""
-    hints = typing.get_type_hints(StudyConfig) | typing.get_type_hints(SearchSpace)
     for cls in (StudyConfig, SearchSpace):
+        hints = typing.get_type_hints(cls)  # per class: both have an ``epochs``
         for f in fields(cls):
             meta = f.metadata
             if not meta.get("cli"):

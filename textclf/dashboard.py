@@ -66,13 +66,13 @@ class StudyForm:
     timeout_min: float | None = None  # None or 0: no time budget
     lr: tuple[float, float] = (1e-5, 3e-4)
     head_lr_ratio: tuple[float, float] = (1.0, 100.0)
-    batch_sizes: list[int] = field(default_factory=lambda: [16, 32])
-    epochs: float | None = None  # None or 0: searched
+    batch_sizes: list[int] = field(default_factory=list)  # none ticked: scaled to the training rows
+    epochs: float | None = None  # None or 0: searched, in a range scaled to the training rows
     pruner: str = "median"
     max_train_samples: int | None = None
     seeds: float = 0
     threshold_mode: str = "global"
-    class_weight: str = "none"
+    class_weight: str = "auto"  # auto: the study's default (searched for skewed labels, else none)
     jobs: float = 1
 
 
@@ -452,8 +452,6 @@ class Dashboard:
         self._check_room(study)
         seeds, jobs = _whole(form.seeds, "seeds"), _whole(form.jobs, "trials side by side")
         trials, timeout = self._caps(form.trials, form.timeout_min, seeds, len(backbones))
-        if not form.batch_sizes:
-            raise ConfigError("choose at least one batch size")
         epochs = _whole(form.epochs, "epochs") if form.epochs else None  # 0 or empty: searched
         cores = self.cfg.max_jobs or os.cpu_count() or 1
         if not 1 <= jobs <= cores:
@@ -461,12 +459,13 @@ class Dashboard:
         space = SearchSpace(lr=(_number(form.lr[0], "encoder LR from"), _number(form.lr[1], "encoder LR to")),
                             head_lr_ratio=(_number(form.head_lr_ratio[0], "head/encoder ratio from"),
                                            _number(form.head_lr_ratio[1], "head/encoder ratio to")),
-                            batch_sizes=tuple(_whole(b, "batch size") for b in form.batch_sizes))
+                            batch_sizes=tuple(_whole(b, "batch size") for b in form.batch_sizes) or None)
         cap, asked = self.cfg.max_train_samples, form.max_train_samples
         n_train = min(v for v in (asked, cap) if v) if (asked or cap) else None
         cfg = StudyConfig(study=study, data=form.data, backbones=backbones, trials=trials, timeout=timeout,
                           max_train_samples=n_train, epochs=epochs, pruner=form.pruner, space=space, seeds=seeds,
-                          threshold_mode=form.threshold_mode, class_weight=form.class_weight, jobs=jobs)
+                          threshold_mode=form.threshold_mode, jobs=jobs,
+                          class_weight=None if form.class_weight == "auto" else form.class_weight)
         self.studies.start(cfg, owner)
         budget = f", time budget {timeout / 60:g} min" if timeout else ""
         return f"Study **{md(study)}** started: {trials} trial(s) over {md(', '.join(backbones))}{budget}."
@@ -520,6 +519,7 @@ class Dashboard:
         """The live trial table and a progress line for ``study``; a worker that failed before its study existed
         says why."""
         from textclf.storage import load_study, read_study
+        from textclf.summary import study_warnings
 
         if not study:
             return [], "No study selected."
@@ -537,7 +537,7 @@ class Dashboard:
         for t in data.trials:
             p = t.params
             state = t.state.lower() + (f" ({(t.progress or 0):.0%})" if t.state == "RUNNING" else
-                                       " (time budget)" if t.stopped else "")
+                                       " (time budget)" if t.stopped else "") + (" (collapsed)" if t.collapsed else "")
             rows.append([t.number, t.backbone, f"{p.get('lr', 0):.2e}", f"{p.get('head_lr_ratio', 0):.1f}",
                          p.get("batch_size", ""), p.get("epochs", ""), state,
                          "" if t.value is None else round(t.value, 4),
@@ -546,7 +546,11 @@ class Dashboard:
         finished = len(data.finished)
         line = f"**{md(study)}** — {finished} finished, {sum(t.state == 'FAIL' for t in data.trials)} failed"
         if data.baseline is not None:
-            line += f"; TF-IDF + LR baseline {data.baseline:.4f} ({md(data.metric)}, validation)"
+            line += f"; baseline {md(data.baseline_model)} {data.baseline:.4f} ({md(data.metric)}, validation)"
+        if data.setup.get("metric_reason"):
+            line += f"\n\nSelected on {md(data.metric)}: {md(data.setup['metric_reason'])}."
+        for warning in study_warnings(data):
+            line += f"\n\n**Warning:** {md(warning)}"
         current = next((t for t in data.trials if t.state == "RUNNING"), None)
         if current is not None:
             line += f"\n\nRunning trial {current.number} ({md(current.backbone)}): {(current.progress or 0):.0%}"

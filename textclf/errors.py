@@ -36,3 +36,24 @@ def caused_by_interrupt(exc: BaseException) -> bool:
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
     return False
+
+
+class Interrupt:
+    """Ctrl-C (and the dashboard's Stop, which sends SIGINT): KeyboardInterrupt at once, as Python's own handler
+    does, and remembered, so a study raises it again at its next training step when it was lost on the way: Python
+    drops an exception raised inside a garbage-collection callback (a Stop that landed in one of SQLAlchemy's let
+    the study run on to its end), and a library importing an optional module may take an interrupt that lands in
+    that import for a missing module."""
+
+    def __init__(self) -> None:
+        self._requested = False
+
+    def handle(self, signum: int, frame: object) -> None:
+        self._requested = True
+        raise KeyboardInterrupt
+
+    def requested(self) -> bool:
+        return self._requested
+
+
+PROCESS_INTERRUPT = Interrupt()  # the command line's: installed by ``python -m textclf`` before anything is imported

@@ -40,6 +40,8 @@ class ModelInfo:
     study: str | None = None
     trial: int | None = None
     metric: str | None = None  # the study's metric: what "best" means for this model (older folders: the task's default)
+    max_length: int | None = None  # the tokens per text it was trained on (older folders: None, the predictor's 512)
+    truncation: str = "head"  # how a longer text was cut in training, and is cut for predictions: head or head_tail
 
     @classmethod
     def load(cls, folder: str | Path) -> ModelInfo:

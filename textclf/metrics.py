@@ -2,16 +2,49 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
 
-METRICS = ("accuracy", "macro_f1", "micro_f1")
+METRICS = ("accuracy", "macro_f1", "micro_f1", "weighted_f1")
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
+
+
+SKEW_RATIO = 3.0  # single-label labels are skewed when the commonest class has this many times the rarest's rows
 
 
 def default_metric(task: str) -> str:
     return "accuracy" if task == "single_label" else "macro_f1"
+
+
+def label_skew(task: str, labels: list[Any], label_names: list[str]) -> str | None:
+    """Why single-label ``labels`` are skewed (the commonest class has ``SKEW_RATIO`` times the rows of the rarest
+    present), or None."""
+    if task != "single_label" or not labels:
+        return None
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(label_names))
+    present = np.flatnonzero(counts)
+    if len(present) < 2:
+        return None
+    top, low = present[counts[present].argmax()], present[counts[present].argmin()]
+    if counts[top] < SKEW_RATIO * counts[low]:
+        return None
+    share = counts / counts.sum()
+    return (f"labels are skewed: {label_names[top]!r} has {share[top]:.0%} of the training rows, {label_names[low]!r} "
+            f"{share[low]:.0%}")
+
+
+def choose_metric(task: str, labels: list[Any], label_names: list[str]) -> tuple[str, str]:
+    """The metric a study selects on when none is asked for, and why: accuracy for balanced single-label data,
+    macro-F1 for skewed labels (where always predicting the commonest class scores a high accuracy) and for
+    multi-label."""
+    if task != "single_label":
+        return "macro_f1", "multi-label: macro-F1 weighs every label alike"
+    skew = label_skew(task, labels, label_names)
+    if skew:
+        return "macro_f1", f"{skew}; accuracy would reward predicting the commonest class, macro-F1 weighs every class alike"
+    return "accuracy", "labels are balanced"
 
 
 def label_matrix(labels: list[list[int]], num_labels: int) -> np.ndarray:
@@ -30,6 +63,7 @@ def _scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
         "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
+        "weighted_f1": float(f1_score(y_true, y_pred, average="weighted", zero_division=0)),
     }
 
 
@@ -105,3 +139,33 @@ def softmax_or_sigmoid(logits: np.ndarray, task: str) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(shifted)
     return e / e.sum(axis=1, keepdims=True)
+
+
+COLLAPSE_SHARE = 0.95  # a model that gives one answer to this share of the rows has collapsed onto it...
+COLLAPSE_MARGIN = 0.05  # ...unless that answer is right about as often (its true share is within this margin)
+
+
+def concentration(task: str, labels: list[Any], probs: np.ndarray, threshold: float | list[float] = 0.5,
+                  label_names: list[str] | None = None) -> dict[str, Any]:
+    """How concentrated a model's predictions are: its most frequent answer (a class, or for multi-label a set of
+    labels), the share of rows that get it and the share that truly have it, and whether the model has collapsed
+    onto it (``COLLAPSE_SHARE`` of the rows or more, ``COLLAPSE_MARGIN`` above its true share)."""
+    if not len(labels):
+        return {"answer": None, "share": 0.0, "true_share": 0.0, "collapsed": False}
+    if task == "single_label":
+        predicted = [int(i) for i in probs.argmax(axis=1)]
+        truth = [int(y) for y in labels]
+    else:
+        predicted = [tuple(int(i) for i in np.flatnonzero(row >= np.asarray(threshold))) for row in probs]
+        truth = [tuple(sorted(int(i) for i in y)) for y in labels]
+    top, count = Counter(predicted).most_common(1)[0]
+    share = float(count / len(predicted))
+    true_share = float(sum(t == top for t in truth) / len(truth))
+    names = label_names or []
+
+    def name(i: int) -> str:
+        return names[i] if i < len(names) else str(i)
+
+    answer = name(top) if isinstance(top, int) else "{" + ", ".join(name(int(i)) for i in top) + "}"
+    return {"answer": answer, "share": share, "true_share": true_share,
+            "collapsed": share >= COLLAPSE_SHARE and share - true_share >= COLLAPSE_MARGIN}

@@ -95,13 +95,16 @@ class Predictor:
     overhead, which the compiled graph drops (measured: p50 6.8 -> 5.0 ms). Until then, or if compiling fails, the
     eager bf16 copy answers; :attr:`compile_error` says why."""
 
-    def __init__(self, model: Any, tokenizer: Any, info: ModelInfo, max_length: int = 512,
+    def __init__(self, model: Any, tokenizer: Any, info: ModelInfo, max_length: int | None = None,
                  precision: str = "auto", compile: bool = False) -> None:
         from textclf.train import bf16_supported, tune_runtime
 
         tune_runtime()  # before this process's first matmul, where oneDNN sizes its kernel cache
         self.model, self.tokenizer, self.info = model, tokenizer, info
-        self.max_length = min(max_length, int(getattr(tokenizer, "model_max_length", max_length) or max_length))
+        # Texts are cut as in training (older folders, which did not record it: at 512 tokens, from the start).
+        wanted = max_length or info.max_length or 512
+        self.max_length = min(wanted, int(getattr(tokenizer, "model_max_length", wanted) or wanted))
+        self.truncation = info.truncation
         # One global threshold or one per class, as one value per label (0.5 where the folder has none).
         t = info.threshold if info.threshold is not None else 0.5
         self.thresholds = np.broadcast_to(np.asarray(t, dtype=float), (len(info.label_names),))
@@ -173,11 +176,13 @@ class Predictor:
         so a batch pads to its own longest text rather than to the longest of a random mix."""
         if not texts:
             return np.zeros((0, len(self.info.label_names)), dtype=np.float32)
-        texts = [self._head(t) for t in texts]
-        if len(texts) <= batch_size:  # the live box's path: one tokenizer call, nothing to sort
+        from textclf.train import tokenize
+
+        texts = [self._ends(t) for t in texts]
+        if len(texts) <= batch_size and self.truncation == "head":  # the live box's path: one call, nothing to sort
             return self._proba(self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
                                               return_tensors="pt"))
-        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length)
+        enc = tokenize(self.tokenizer, texts, self.max_length, self.truncation)
         order = np.argsort([len(ids) for ids in enc["input_ids"]], kind="stable")
         out = np.zeros((len(texts), len(self.info.label_names)), dtype=np.float32)
         for start in range(0, len(order), batch_size):
@@ -186,16 +191,27 @@ class Predictor:
             out[idx] = self._proba(batch)
         return out
 
-    def _head(self, text: str) -> str:
-        """The start of ``text`` that holds every token the model reads, cut before tokenising: a 5 MB text took
-        seconds to tokenise in full for 512 tokens kept. The cut falls on white space, where every tokenizer here
-        splits, and is kept only once it yields at least ``max_length`` tokens, so truncation gives the same ids."""
+    def _ends(self, text: str) -> str:
+        """What of ``text`` holds every token the model reads, cut before tokenising: a 5 MB text took seconds to
+        tokenise in full for 512 tokens kept. Head truncation keeps the start; head+tail truncation the start and
+        the end, joined by a space. Cuts fall on white space, where every tokenizer here splits, and are kept only
+        once each part yields at least ``max_length`` tokens, so truncation gives the same ids."""
+        head = self._head(text)
+        if self.truncation == "head" or head is text:
+            return head
+        tail = self._head(text[::-1], reverse=True)[::-1]
+        return head + " " + tail
+
+    def _head(self, text: str, reverse: bool = False) -> str:
+        """The start of ``text`` that yields at least ``max_length`` tokens (``reverse``: ``text`` is reversed, and
+        what is counted is the reversed cut, the end of the original text)."""
         cut = self.max_length * 16
         while len(text) > cut:
             end = max(text.rfind(" ", 0, cut), text.rfind("\n", 0, cut))
             if end <= 0:
                 return text  # no white space to cut at: tokenise it whole
-            if len(self.tokenizer(text[:end], add_special_tokens=False)["input_ids"]) >= self.max_length:
+            part = text[:end][::-1] if reverse else text[:end]
+            if len(self.tokenizer(part, add_special_tokens=False)["input_ids"]) >= self.max_length:
                 return text[:end]
             cut *= 4
         return text

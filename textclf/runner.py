@@ -14,7 +14,7 @@ from textclf.config import StudyConfig
 from textclf.data import TextData, load_data
 from textclf.errors import TextclfError
 from textclf.export import ModelInfo, save_model
-from textclf.metrics import detailed_report
+from textclf.metrics import concentration, detailed_report
 from textclf.search import evals_per_epoch, suggest
 from textclf.storage import (
     TrialWriter,
@@ -41,6 +41,44 @@ def train_config(cfg: StudyConfig, params: dict[str, Any], **overrides: Any) -> 
     sampled = {k: v for k, v in params.items() if k in names}
     values = {k: v for k, v in (shared | sampled).items() if v is not None} | overrides
     return TrainConfig(**values)
+
+
+def model_limit(tok: Any) -> int | None:
+    """The tokens the tokenizer's model takes (None when the tokenizer does not say)."""
+    limit = getattr(tok, "model_max_length", None)
+    return int(limit) if isinstance(limit, (int, float)) and 0 < limit < 1_000_000 else None
+
+
+def token_lengths(tok: Any, texts: list[str], seed: int, sample: int = 2000) -> list[int]:
+    """Token counts, special tokens included, of a seeded sample of ``texts`` (all of them if there are fewer)."""
+    import random
+
+    chosen = texts if len(texts) <= sample else random.Random(seed).sample(texts, sample)
+    return [len(ids) for ids in tok(chosen, truncation=False, verbose=False)["input_ids"]]
+
+
+def needed_length(tok: Any, texts: list[str], seed: int) -> int:
+    """What 95% of ``texts`` need, rounded up to a multiple of 8 (at least 16)."""
+    import math
+
+    import numpy as np
+
+    lengths = token_lengths(tok, texts, seed)
+    p95 = float(np.percentile(lengths, 95)) if lengths else 16.0
+    return max(16, 8 * math.ceil(p95 / 8))
+
+
+LONG_SHARE = 0.05  # texts are long when more than this share of the training texts are cut
+
+
+def long_texts(cfg: StudyConfig, data: TextData, backbone: str) -> bool:
+    """Whether more than ``LONG_SHARE`` of the training texts are longer than ``backbone``'s model takes (or than the
+    configured max_length): then how they are cut matters, and head+tail truncation is worth searching."""
+    tok = load_tokenizer(resolve_backbone(backbone))
+    limit = model_limit(tok) or 512
+    cut = min(cfg.max_length or limit, limit)
+    lengths = token_lengths(tok, data.train.texts, cfg.seed)
+    return bool(lengths) and sum(n > cut for n in lengths) > LONG_SHARE * len(lengths)
 
 
 def n_params(model: Any) -> int:
@@ -128,7 +166,8 @@ class TrialRunner:
         self.models_dir, self.progress, self.log = models_dir, progress, log
         self.deadline = deadline  # time.monotonic() at which the search's time budget ends
         self.interrupted = interrupted
-        self._encoded: dict[str, tuple[Any, Encoded, Encoded]] = {}
+        self._encoded: dict[tuple[str, str], tuple[Any, Encoded, Encoded]] = {}
+        self._tokenizers: dict[str, Any] = {}
         self._max_len: dict[str, int] = {}
         self._pristine: dict[str, Any] = {}
         # Trials run side by side (cfg.jobs > 1): (the CPU's threads, a shared count of workers still running).
@@ -162,24 +201,30 @@ class TrialRunner:
                                                  self.interrupted, next_done)],
                        show_progress_bar=False, gc_after_trial=True)
 
-    def encoded(self, backbone: str) -> tuple[Any, Encoded, Encoded]:
-        # Tokenise each split once per tokenizer and share it across trials: scratch:X reuses X's tokens.
+    def encoded(self, backbone: str, truncation: str = "head") -> tuple[Any, Encoded, Encoded]:
+        # Tokenise each split once per tokenizer and truncation, shared across trials: scratch:X reuses X's tokens.
         key = backbone.removeprefix(SCRATCH_PREFIX)
-        if key not in self._encoded:
-            tok = load_tokenizer(resolve_backbone(backbone))
-            max_len = self.max_length(key, tok)
-            self._encoded[key] = (tok, encode(tok, self.data.train.texts, self.data.train.labels, max_len),
-                                  encode(tok, self.data.validation.texts, self.data.validation.labels, max_len))
-        return self._encoded[key]
+        if (key, truncation) not in self._encoded:
+            tok = self._tokenizers.get(key) or load_tokenizer(resolve_backbone(backbone))
+            self._tokenizers[key] = tok
+            n = self.max_length(key, tok)
+            train, val = self.data.train, self.data.validation
+            self._encoded[key, truncation] = (tok, encode(tok, train.texts, train.labels, n, truncation),
+                                              encode(tok, val.texts, val.labels, n, truncation))
+        return self._encoded[key, truncation]
 
     def max_length(self, key: str, tok: Any) -> int:
-        """The configured tokens per text, cut to what the tokenizer's model takes (its position embeddings end
-        there: longer inputs fail inside the model), saying so once per tokenizer."""
+        """Tokens per text for tokenizer ``key``: the configured number, or what 95% of the training texts need
+        (rounded up to a multiple of 8); at most what the tokenizer's model takes (its position embeddings end
+        there: longer inputs fail inside the model). Said once per tokenizer."""
         if key not in self._max_len:
-            limit = getattr(tok, "model_max_length", None)
-            limit = int(limit) if isinstance(limit, (int, float)) and 0 < limit < 1_000_000 else None
-            self._max_len[key] = min(self.cfg.max_length, limit) if limit else self.cfg.max_length
-            if self._max_len[key] < self.cfg.max_length:
+            limit = model_limit(tok)
+            wanted = self.cfg.max_length or needed_length(tok, self.data.train.texts, self.cfg.seed)
+            self._max_len[key] = min(wanted, limit) if limit else wanted
+            if self.cfg.max_length is None:
+                self.log(f"max_length {self._max_len[key]} for {key}: what 95% of the training texts need"
+                         + (f" is more than it takes ({limit})" if limit and wanted > limit else ""))
+            elif self._max_len[key] < self.cfg.max_length:
                 self.log(f"max_length {self.cfg.max_length} is more than {key} takes: texts are cut at {limit} tokens")
         return self._max_len[key]
 
@@ -214,15 +259,17 @@ class TrialRunner:
             raise
 
     def _objective(self, trial: Any) -> float:
-        params = suggest(trial, self.backbones, self.cfg.space, self.cfg.epochs)  # type: ignore[arg-type]
+        params = suggest(trial, self.backbones, self.cfg)
         backbone, seed = params["backbone"], trial_seed(trial, self.cfg.seed)
-        tok, train_enc, val_enc = self.encoded(backbone)
+        truncation = params.get("truncation") or self.cfg.truncation or "head"
+        tok, train_enc, val_enc = self.encoded(backbone, truncation)
         model = self.fresh_model(backbone, tok.pad_token_id, seed)
         cfg = train_config(self.cfg, params, seed=seed, metric=self.metric,
                            max_length=self.max_length(backbone.removeprefix(SCRATCH_PREFIX), tok),
                            evals_per_epoch=evals_per_epoch(self.cfg, params["epochs"]))
         monitor = _TrialMonitor(trial, self)
-        monitor.writer.started(backbone, n_params(model), self.worker if self.share is not None else None)
+        monitor.writer.started(backbone, n_params(model), self.worker if self.share is not None else None,
+                               cfg.max_length)
         self.share_threads()
         try:
             result = train(model, tok, train_enc, val_enc, cfg, task=self.data.task,
@@ -236,10 +283,12 @@ class TrialRunner:
         threshold = result.metrics.get("threshold")
         stopped = (f"time budget reached after {result.history[-1]['epoch']:.2f} of {cfg.epochs} epochs"
                    if result.out_of_time else None)  # its last evaluation is where it stopped
-        report = detailed_report(self.data.task, self.data.validation.labels, result.val_probs, self.data.label_names,
-                                 0.5 if threshold is None else threshold)
+        val = self.data.validation
+        cut = 0.5 if threshold is None else threshold
+        report = detailed_report(self.data.task, val.labels, result.val_probs, self.data.label_names, cut)
+        predictions = concentration(self.data.task, val.labels, result.val_probs, cut, self.data.label_names)
         monitor.writer.result(result.metrics, result.train_time_s, stopped,
-                              latency_ms(model, tok, self.data.validation.texts, cfg.max_length), report)
+                              latency_ms(model, tok, val.texts, cfg.max_length), report, predictions)
         value = result.metrics[self.metric]
         self._keep_if_best(trial, params, model, tok, result.metrics, value, threshold)
         return value
@@ -263,7 +312,9 @@ class TrialRunner:
             return
         info = ModelInfo(label_names=self.data.label_names, task=self.data.task, backbone=backbone, threshold=threshold,
                          metrics={"validation": metrics}, params=params, data=self.data.describe(),
-                         study=self.cfg.study, trial=trial.number, metric=self.metric)
+                         study=self.cfg.study, trial=trial.number, metric=self.metric,
+                         max_length=self.max_length(backbone.removeprefix(SCRATCH_PREFIX), tok),
+                         truncation=params.get("truncation") or self.cfg.truncation or "head")
         writer = TrialWriter(trial)
         try:
             save_model(model, tok, out, info)

@@ -11,27 +11,42 @@ import math
 from typing import Any
 
 from textclf.backbones import resolve_backbone
-from textclf.config import SearchSpace, StudyConfig
+from textclf.config import MIN_STEPS, SearchSpace, StudyConfig, steps
+from textclf.errors import ConfigError
+from textclf.train import TRUNCATIONS
 
 
 def _clip(value: float, bounds: tuple[float, float]) -> float:
     return min(max(value, bounds[0]), bounds[1])
 
 
-def recipe_params(backbone: str, space: SearchSpace, fixed_epochs: int | None) -> dict[str, Any]:
-    """The published recipe for ``backbone``: its family's learning rate, head ratio 10, batch 32, weight decay 0.01,
-    10% warmup, 3 epochs; clipped into the search space so TPE can use it."""
+def space_for(n_train: int) -> SearchSpace:
+    """The default search space for ``n_train`` training rows (see :meth:`SearchSpace.filled`)."""
+    return SearchSpace().filled(n_train)
+
+
+def recipe_params(backbone: str, cfg: StudyConfig, n_train: int) -> dict[str, Any]:
+    """The published recipe for ``backbone``: its family's learning rate, head ratio 10, weight decay 0.01, 10%
+    warmup, batch 32 and 3 epochs, with the batch and epochs scaled so that small training sets still make
+    ``MIN_STEPS`` steps; balanced class weights and head+tail truncation where the study searches them (skewed
+    labels, long texts); clipped into the search space so TPE can use it."""
+    space = (cfg.space or SearchSpace()).filled(n_train)
     spec = resolve_backbone(backbone)
+    batch = 32 if 32 in space.batch_sizes else max(space.batch_sizes)
     params: dict[str, Any] = {
         "backbone": backbone,
         "lr": _clip(spec.lr, space.lr),
         "head_lr_ratio": _clip(10.0, space.head_lr_ratio),
-        "batch_size": 32 if 32 in space.batch_sizes else space.batch_sizes[0],
+        "batch_size": batch,
         "weight_decay": _clip(0.01, space.weight_decay),
         "warmup_fraction": _clip(0.1, space.warmup_fraction),
     }
-    if fixed_epochs is None:
-        params["epochs"] = int(_clip(3, space.epochs))
+    if cfg.epochs is None:
+        params["epochs"] = int(_clip(max(3, math.ceil(MIN_STEPS / steps(n_train, batch, 1))), space.epochs))
+    if cfg.class_weight == "search":
+        params["class_weight"] = "balanced"
+    if cfg.truncation == "search":
+        params["truncation"] = "head_tail"
     return params
 
 
@@ -41,7 +56,10 @@ def evals_per_epoch(cfg: StudyConfig, epochs: int) -> int:
     return cfg.evals_per_epoch or math.ceil(4 / epochs)
 
 
-def suggest(trial: Any, backbones: list[str], space: SearchSpace, fixed_epochs: int | None) -> dict[str, Any]:
+def suggest(trial: Any, backbones: list[str], cfg: StudyConfig) -> dict[str, Any]:
+    space = cfg.space or SearchSpace()  # filled when the study was opened
+    if space.batch_sizes is None or space.epochs is None:
+        raise ConfigError("the search space's batch sizes and epochs are set when the study is opened; use run_study")
     params = {
         "backbone": trial.suggest_categorical("backbone", backbones),
         "lr": trial.suggest_float("lr", *space.lr, log=True),
@@ -50,8 +68,24 @@ def suggest(trial: Any, backbones: list[str], space: SearchSpace, fixed_epochs: 
         "weight_decay": trial.suggest_float("weight_decay", *space.weight_decay),
         "warmup_fraction": trial.suggest_float("warmup_fraction", *space.warmup_fraction),
     }
-    params["epochs"] = fixed_epochs if fixed_epochs is not None else trial.suggest_int("epochs", *space.epochs)
+    params["epochs"] = cfg.epochs if cfg.epochs is not None else trial.suggest_int("epochs", *space.epochs)
+    if cfg.class_weight == "search":
+        params["class_weight"] = trial.suggest_categorical("class_weight", ["none", "balanced"])
+    if cfg.truncation == "search":
+        params["truncation"] = trial.suggest_categorical("truncation", list(TRUNCATIONS))
     return params
+
+
+def few_steps_warning(n_train: int, cfg: StudyConfig) -> str | None:
+    """A line when the given epochs and batch sizes leave a trial fewer than ``MIN_STEPS`` optimizer steps."""
+    space = (cfg.space or SearchSpace()).filled(n_train)
+    epochs = cfg.epochs if cfg.epochs is not None else space.epochs[1]
+    most = max(steps(n_train, b, epochs) for b in space.batch_sizes)
+    if most >= MIN_STEPS:
+        return None
+    fix = "drop --epochs or use a smaller batch" if cfg.epochs is not None else "use a smaller batch"
+    return (f"{most} optimizer steps in all at most ({n_train} training rows, batch {min(space.batch_sizes)}, "
+            f"{epochs} epoch(s)): expect an under-trained model; {fix}")
 
 
 HOPELESS_SHARE = 0.5  # with one finished trial to judge by, a trial short of this share of its lead over chance stops

@@ -4,7 +4,8 @@ A study is an Optuna study in an RDB storage (by default the SQLite file ``studi
 
 * on the study, one user attribute, ``textclf`` (:data:`SETUP_ATTR`): the setup record, a dict of the config's
   stored settings (see :meth:`textclf.config.StudyConfig.stored`) plus ``backbones``, ``metric``, ``models_dir``,
-  ``label_names``, ``task``, ``data_summary``, ``baseline`` (the TF-IDF reference), ``runs`` and ``test`` (the
+  ``label_names``, ``task``, ``data_summary``, ``baseline`` (the best traditional baseline, with every one under
+  ``baselines``), ``majority`` (the majority class's scores), ``runs`` and ``test`` (the
   chosen model's one test score);
 * on each trial, the user attributes written by :class:`TrialWriter` and read back as a :class:`TrialRecord`.
 
@@ -186,9 +187,10 @@ class TrialWriter:
     def __init__(self, trial: Any) -> None:
         self.trial = trial
 
-    def started(self, backbone: str, n_params: int, worker: int | None) -> None:
+    def started(self, backbone: str, n_params: int, worker: int | None, max_length: int) -> None:
         self.trial.set_user_attr("backbone", backbone)
         self.trial.set_user_attr("n_params", n_params)
+        self.trial.set_user_attr("max_length", max_length)
         if worker is not None:
             self.trial.set_user_attr("worker", worker)
 
@@ -199,7 +201,7 @@ class TrialWriter:
         self.trial.set_user_attr("learning_curve", points)
 
     def result(self, metrics: dict[str, Any], train_time_s: float, stopped: str | None, latency_ms: float,
-               report: dict[str, Any]) -> None:
+               report: dict[str, Any], predictions: dict[str, Any]) -> None:
         self.trial.set_user_attr("metrics", {k: [float(x) for x in v] if isinstance(v, list) else float(v)
                                              for k, v in metrics.items()})
         self.trial.set_user_attr("train_time_s", train_time_s)
@@ -207,6 +209,7 @@ class TrialWriter:
             self.trial.set_user_attr("stopped", stopped)
         self.trial.set_user_attr("latency_ms", latency_ms)
         self.trial.set_user_attr("report", report)
+        self.trial.set_user_attr("predictions", predictions)  # how concentrated (see metrics.concentration)
 
     def model_kept(self, folder: Path) -> None:
         self.trial.set_user_attr("model_dir", str(folder))
@@ -257,6 +260,18 @@ class TrialRecord:
     model_save_error: str | None = None
     worker: int | None = None
     distributions: dict[str, Any] = field(default_factory=dict)  # what each parameter was sampled from (Optuna's)
+    predictions: dict[str, Any] = field(default_factory=dict)  # its most frequent answer on validation, and shares
+    max_length: int | None = None  # the tokens per text it was trained on
+
+    @property
+    def collapsed(self) -> bool:
+        """It gives one answer to nearly every validation row (see :func:`textclf.metrics.concentration`)."""
+        return bool(self.predictions.get("collapsed"))
+
+    def collapse_note(self) -> str:
+        p = self.predictions
+        return (f"collapsed: predicts {p.get('answer')} for {p.get('share', 0):.0%} of the validation rows "
+                f"({p.get('true_share', 0):.0%} have it)") if self.collapsed else ""
 
 
 def trial_record(t: Any, trials: list[Any]) -> TrialRecord:
@@ -270,7 +285,8 @@ def trial_record(t: Any, trials: list[Any]) -> TrialRecord:
         duration_s=t.duration.total_seconds() if t.duration else None, seed=ua.get("seed"), seed_of=ua.get("seed_of"),
         stopped=ua.get("stopped"), latency_ms=ua.get("latency_ms"), n_params=ua.get("n_params"),
         model_dir=ua.get("model_dir"), model_save_error=ua.get("model_save_error"), worker=ua.get("worker"),
-        distributions=dict(t.distributions))
+        distributions=dict(t.distributions), predictions=dict(ua.get("predictions") or {}),
+        max_length=ua.get("max_length"))
 
 
 @dataclass
@@ -284,6 +300,7 @@ class StudyRecord:
     baseline: float | None
     trials: list[TrialRecord]
     setup: dict[str, Any] = field(default_factory=dict)
+    baseline_model: str = "tfidf+logreg"
 
     @property
     def finished(self) -> list[TrialRecord]:
@@ -319,4 +336,5 @@ def read_study(study: Any) -> StudyRecord:
     baseline = setup.get("baseline") or {}
     return StudyRecord(name=study.study_name, metric=setup.get("metric", "value"), task=setup.get("task"),
                        label_names=list(setup.get("label_names", [])), baseline=baseline.get("value"),
-                       trials=[trial_record(t, stored) for t in stored], setup=setup)
+                       trials=[trial_record(t, stored) for t in stored], setup=setup,
+                       baseline_model=baseline.get("model", "tfidf+logreg"))

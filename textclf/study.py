@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from textclf.backbones import check_available, resolve_backbone
+from textclf.backbones import SCRATCH_PREFIX, check_available, resolve_backbone
 from textclf.config import SearchSpace, StudyConfig, adopt_stored, check_resume, load_preset, studies_dir
 from textclf.data import TextData
 from textclf.errors import TextclfError
-from textclf.metrics import default_metric
-from textclf.runner import TrialRunner, load_study_data
-from textclf.search import attach_search, make_pruner, recipe_params
+from textclf.metrics import choose_metric, label_skew
+from textclf.runner import TrialRunner, load_study_data, long_texts
+from textclf.search import attach_search, few_steps_warning, make_pruner, recipe_params
 from textclf.storage import (
     list_studies,
     load_study,
@@ -58,11 +58,13 @@ class _Opened:
     joined: bool  # another worker created it while this one started
 
 
-def _fill_defaults(cfg: StudyConfig) -> None:
+def _fill_defaults(cfg: StudyConfig, data: TextData) -> None:
     """Defaults of the stored settings that neither this command nor the study it resumes or joins gave."""
     cfg.pruner = cfg.pruner or "median"
     cfg.threshold_mode = cfg.threshold_mode or "global"
-    cfg.class_weight = cfg.class_weight or "none"
+    skewed = label_skew(data.task, data.train.labels, data.label_names) is not None
+    cfg.class_weight = cfg.class_weight or ("search" if skewed else "none")
+    cfg.truncation = cfg.truncation or "head"  # a new study decides on its texts first (see _open)
 
 
 def _adopt(cfg: StudyConfig, stored: dict[str, Any]) -> None:
@@ -77,12 +79,14 @@ def _open(cfg: StudyConfig, storage: Any) -> _Opened:
     stored = stored_setup(storage, cfg.study)
     if stored:
         _adopt(cfg, stored)
-    cfg.space = cfg.space or SearchSpace()
     backbones = cfg.backbones or stored.get("backbones") or ["minilm"]
     for name in backbones:  # fail before any data is tokenised or any trial starts
         check_available(resolve_backbone(name))
     data = load_study_data(cfg)
-    metric = cfg.metric or stored.get("metric") or default_metric(data.task)
+    cfg.space = (cfg.space or SearchSpace()).filled(len(data.train))  # resumed: the stored space; given: the user's
+    metric, reason = choose_metric(data.task, data.train.labels, data.label_names)
+    if cfg.metric or stored.get("metric"):
+        metric, reason = cfg.metric or stored["metric"], "asked for" if cfg.metric else stored.get("metric_reason", "")
     models_dir = Path(cfg.models_dir).resolve() if cfg.models_dir else Path(
         stored.get("models_dir") or studies_dir() / "models" / cfg.study)
     if stored:
@@ -95,12 +99,18 @@ def _open(cfg: StudyConfig, storage: Any) -> _Opened:
         _adopt(cfg, stored)
         study = optuna.load_study(study_name=cfg.study, storage=storage)
         return _Opened(study, stored, data, backbones, metric, models_dir, joined=True)
-    _fill_defaults(cfg)
-    stored = cfg.stored() | {"backbones": backbones, "metric": metric, "models_dir": str(models_dir),
+    if cfg.truncation is None:
+        long = long_texts(cfg, data, backbones[0].removeprefix(SCRATCH_PREFIX))
+        cfg.truncation = "search" if long else "head"
+    _fill_defaults(cfg, data)
+    few = few_steps_warning(len(data.train), cfg)
+    stored = cfg.stored() | {"backbones": backbones, "metric": metric, "metric_reason": reason,
+                             "warnings": [few] if few else [],
+                             "models_dir": str(models_dir),
                              "label_names": data.label_names, "task": data.task, "data_summary": data.describe()}
     write_setup(study, stored)
     for name in backbones:
-        study.enqueue_trial(recipe_params(name, cfg.space, cfg.epochs), user_attrs=recipe_attrs(), skip_if_exists=True)
+        study.enqueue_trial(recipe_params(name, cfg, len(data.train)), user_attrs=recipe_attrs(), skip_if_exists=True)
     return _Opened(study, stored, data, backbones, metric, models_dir, joined=False)
 
 
@@ -113,7 +123,7 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
     some, and trials end with a collection), so a Ctrl-C or the dashboard's Stop that lands there would be lost."""
     import optuna
 
-    from textclf.baseline import chance_score, tfidf_baseline
+    from textclf.baseline import chance_score, majority_baseline, traditional_baselines
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     # The time budget counts from here (setup included) and also stops a trial still running when it ends.
@@ -124,20 +134,27 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
     check_shareable(storage_url, cfg.jobs)
     opened = _open(cfg, open_storage(storage_url))
     study, stored, data, metric = opened.study, opened.setup, opened.data, opened.metric
-    _fill_defaults(cfg)
+    _fill_defaults(cfg, data)
     chance = chance_score(data, metric, cfg.threshold_mode)  # type: ignore[arg-type]
     concurrent = opened.joined or cfg.jobs > 1 or any(t.state.name == "RUNNING" for t in study.get_trials(deepcopy=False))
     attach_search(study, cfg, len(opened.backbones), chance, salt=os.getpid() if concurrent else 0)
     if "baseline" not in stored:
-        log("fitting the TF-IDF + logistic regression baseline...")
-        stored["baseline"] = tfidf_baseline(data, metric, cfg.seed, cfg.threshold_mode)  # type: ignore[arg-type]
+        log("fitting the traditional baselines (TF-IDF with logistic regression, a linear SVM, complement naive "
+            "Bayes)...")
+        stored["baseline"] = traditional_baselines(data, metric, cfg.seed, cfg.threshold_mode)  # type: ignore[arg-type]
+    if "majority" not in stored:
+        stored["majority"] = majority_baseline(data, metric, cfg.threshold_mode)
     stored["runs"] = [*stored.get("runs", []), {"trials": cfg.trials, "started": time.time()}]
     write_setup(study, stored)
     for note in data.notes:
         log(f"data: {note}")
+    for warning in stored.get("warnings", []):
+        log(f"warning: {warning}")
+    log(f"metric: {metric}" + (f" ({stored['metric_reason']})" if stored.get("metric_reason") else ""))
     log(f"study {cfg.study!r} in {redact(storage_url)}: {len(study.trials)} trial(s) so far; adding {cfg.trials} "
         f"over {', '.join(opened.backbones)} ({data.task}, {metric} on validation; baseline "
-        f"{stored['baseline']['value']:.4f})")
+        f"{stored['baseline']['model']} {stored['baseline']['value']:.4f}, majority class "
+        f"{stored['majority']['value']:.4f})")
 
     runner = TrialRunner(cfg, data, opened.backbones, metric, opened.models_dir, progress, log, deadline, interrupted)
     if cfg.jobs > 1 and cfg.trials > 1:

@@ -34,6 +34,26 @@ def ranking_supported(spread: dict[str, dict[str, Any]]) -> bool | None:
     return first["mean"] - first["std"] > second["mean"] + second["std"]
 
 
+def study_warnings(record: StudyRecord) -> list[str]:
+    """What a user must know before trusting the study's choice: a chosen model that does not beat the best
+    traditional baseline or the majority class on the study's metric, or that has collapsed onto one answer; and
+    settings that left too few optimizer steps."""
+    setup, best = record.setup, record.best()
+    out = list(setup.get("warnings", []))
+    if best is None or best.value is None:
+        return out
+    chosen = f"the chosen model (trial {best.number}, {best.backbone}) scores {record.metric} {best.value:.4f}"
+    base, majority = setup.get("baseline") or {}, setup.get("majority") or {}
+    if base.get("value") is not None and best.value <= base["value"]:
+        out.append(f"{chosen}, not above the {base.get('model', 'tfidf+logreg')} baseline ({base['value']:.4f}): "
+                   "a traditional classifier does as well here; add trials or training rows, or use the baseline")
+    if majority.get("value") is not None and best.value <= majority["value"]:
+        out.append(f"{chosen}, not above always predicting the majority class ({majority['value']:.4f})")
+    if best.collapsed:
+        out.append(f"{chosen} but has {best.collapse_note()}")
+    return out
+
+
 def summarize(study: Any, storage_url: str | None = None) -> dict[str, Any]:
     """A JSON-able summary: best trial, best value per backbone, the baseline and every trial."""
     record = read_study(study)
@@ -41,7 +61,7 @@ def summarize(study: Any, storage_url: str | None = None) -> dict[str, Any]:
     spread = seed_spread(record)
     best = record.best()
     per_backbone = {b: float(t.value) for b, t in record.best_per_backbone().items()}  # type: ignore[arg-type]
-    baseline = setup.get("baseline")
+    baseline, majority = setup.get("baseline"), setup.get("majority") or {}
     return {
         "study": record.name,
         "storage": redact(storage_url) if storage_url else None,
@@ -56,13 +76,22 @@ def summarize(study: Any, storage_url: str | None = None) -> dict[str, Any]:
             "trial": best.number, "metrics": best.metrics},
         "per_backbone": dict(sorted(per_backbone.items(), key=lambda kv: -kv[1])),
         "baseline": baseline["value"] if baseline else None,
+        "baseline_model": baseline.get("model", "tfidf+logreg") if baseline else None,
+        "baselines": baseline.get("baselines", {}) if baseline else {},
+        "majority": majority.get("value"),
         "test": setup.get("test"),
         "baseline_test": baseline.get("test_value") if baseline else None,
+        "majority_test": majority.get("test_value"),
+        "metric_reason": setup.get("metric_reason"),
+        "max_length": {b: t.max_length for b, t in record.best_per_backbone().items() if t.max_length},
+        "truncation": setup.get("truncation"),
+        "warnings": study_warnings(record),
         "seed_spread": spread,
         "ranking_supported": ranking_supported(spread),
         "trials": [{"number": t.number, "state": t.state, "value": t.value, "backbone": t.params.get("backbone"),
                     "params": dict(t.params), "train_time_s": t.train_time_s, "latency_ms": t.latency_ms,
-                    "n_params": t.n_params, "fail_reason": t.fail_reason, "stopped": t.stopped, "seed_of": t.seed_of}
+                    "n_params": t.n_params, "fail_reason": t.fail_reason, "stopped": t.stopped, "seed_of": t.seed_of,
+                    "collapsed": t.collapsed, "predictions": t.predictions or None}
                    for t in record.trials],
     }
 

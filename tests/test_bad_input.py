@@ -266,3 +266,25 @@ def test_a_megabyte_text_is_cut_before_tokenising_with_the_same_answer(model_dir
     assert cut.tolist() == p.predict_proba([text]).tolist()
     odd = "x" * 50_000 + " tail"  # no white space to cut at before the limit: tokenised whole, same answer
     assert p._head(odd) == odd
+
+
+def test_an_interrupt_lost_in_a_garbage_collection_callback_prints_no_traceback(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from textclf.errors import quiet_lost_interrupt
+
+    assert sys.unraisablehook is not quiet_lost_interrupt  # installed by python -m textclf only, not on import
+    monkeypatch.setattr(sys, "unraisablehook", quiet_lost_interrupt)
+
+    class Raises:
+        def __init__(self, exc: BaseException) -> None:
+            self.exc = exc
+
+        def __del__(self) -> None:  # an exception here cannot propagate: Python hands it to the hook
+            raise self.exc
+
+    Raises(KeyboardInterrupt())  # remembered by the CLI's handler: nothing to print
+    assert capsys.readouterr().err == ""
+    Raises(ValueError("a real problem"))
+    assert "ValueError: a real problem" in capsys.readouterr().err

@@ -1,10 +1,11 @@
 import signal
 import sys
 
-from textclf.errors import PROCESS_INTERRUPT
+from textclf.errors import PROCESS_INTERRUPT, quiet_lost_interrupt
 
 # Before the heavy imports: an interrupt that lands in one of them is remembered even if a library swallows it.
 signal.signal(signal.SIGINT, PROCESS_INTERRUPT.handle)
+sys.unraisablehook = quiet_lost_interrupt
 
 
 def _run() -> int:

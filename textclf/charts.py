@@ -8,6 +8,7 @@ why, so empty and one-trial studies never fail.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -490,44 +491,26 @@ def draw_param_importances(info: Importances) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------------ each chart
-def score_by_backbone(data: StudyRecord) -> Any:
-    return draw_score_by_backbone(extract_score_by_backbone(data))
+def _chart(extract: Callable[[StudyRecord], Any], draw: Callable[[Any], Any]) -> Callable[[StudyRecord], Any]:
+    """The chart ``draw(extract(record))``."""
+
+    def chart(data: StudyRecord) -> Any:
+        return draw(extract(data))
+
+    chart.__doc__ = draw.__doc__
+    return chart
 
 
-def lr_ratio_map(data: StudyRecord) -> Any:
-    return draw_lr_ratio_map(extract_lr_ratio_map(data))
-
-
-def learning_curves(data: StudyRecord) -> Any:
-    return draw_learning_curves(extract_learning_curves(data))
-
-
-def score_vs_time(data: StudyRecord) -> Any:
-    return draw_score_vs_time(extract_score_vs_time(data))
-
-
-def optimization_history(data: StudyRecord) -> Any:
-    return draw_optimization_history(extract_optimization_history(data))
-
-
-def confusion_matrices(data: StudyRecord) -> Any:
-    return draw_confusion_matrices(extract_confusion_matrices(data))
-
-
-def per_class_f1(data: StudyRecord) -> Any:
-    return draw_per_class_f1(extract_per_class_f1(data))
-
-
-def seed_variance(data: StudyRecord) -> Any:
-    return draw_seed_variance(extract_seed_variance(data))
-
-
-def parallel_coordinates(data: StudyRecord) -> Any:
-    return draw_parallel_coordinates(extract_parallel_coordinates(data))
-
-
-def param_importances(data: StudyRecord) -> Any:
-    return draw_param_importances(extract_param_importances(data))
+score_by_backbone = _chart(extract_score_by_backbone, draw_score_by_backbone)
+lr_ratio_map = _chart(extract_lr_ratio_map, draw_lr_ratio_map)
+learning_curves = _chart(extract_learning_curves, draw_learning_curves)
+score_vs_time = _chart(extract_score_vs_time, draw_score_vs_time)
+optimization_history = _chart(extract_optimization_history, draw_optimization_history)
+confusion_matrices = _chart(extract_confusion_matrices, draw_confusion_matrices)
+per_class_f1 = _chart(extract_per_class_f1, draw_per_class_f1)
+seed_variance = _chart(extract_seed_variance, draw_seed_variance)
+parallel_coordinates = _chart(extract_parallel_coordinates, draw_parallel_coordinates)
+param_importances = _chart(extract_param_importances, draw_param_importances)
 
 
 def all_charts(study: Any) -> dict[str, Any]:

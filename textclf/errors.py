@@ -6,6 +6,9 @@ the UI can show it as is instead of a traceback.
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 INTERRUPTED = "interrupted: finished trials are saved in the storage; rerun the same command to resume"
 
 
@@ -57,3 +60,12 @@ class Interrupt:
 
 
 PROCESS_INTERRUPT = Interrupt()  # the command line's: installed by ``python -m textclf`` before anything is imported
+
+
+def quiet_lost_interrupt(unraisable: Any) -> None:
+    """``sys.unraisablehook`` for the command line: an interrupt raised inside a garbage-collection or weakref
+    callback cannot propagate, and Python would print it with a traceback. :data:`PROCESS_INTERRUPT` remembered it
+    (the study stops at its next step), so it needs no report of its own; anything else is reported as usual."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        return
+    sys.__unraisablehook__(unraisable)

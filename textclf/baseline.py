@@ -143,4 +143,6 @@ def chance_score(data: TextData, metric: str, threshold_mode: str | None = "glob
     """``metric`` on validation of a model that knows only the training labels' frequencies: the majority class
     for single-label accuracy, each label's frequency as its probability (thresholds chosen as the study's are) for
     multi-label."""
-    return float(majority_baseline(data, metric, threshold_mode)["value"])
+    probs = _prior_scorer(data)(data.validation.texts)  # validation only: the pruner needs no test score
+    return float(compute_metrics(data.task, data.validation.labels, probs, metric=metric,
+                                 threshold_mode=threshold_mode or "global")[metric])

@@ -285,14 +285,11 @@ def _check_dropout() -> str | None:
     from textclf.patch_check import difference
 
     p = 0.25
-    with torch.inference_mode(False), torch.enable_grad():
-        return _dropout_difference(p, difference)
-
-
-def _dropout_difference(p: float, difference: Any) -> str | None:
     for dtype in (torch.float32, torch.bfloat16):
-        ones = torch.ones(1 << 16, dtype=dtype, requires_grad=True)
-        ours = drop(ones, p, True, MaskSource(0))
+        with torch.inference_mode(False), torch.enable_grad():  # gradients, even when called under inference_mode
+            ones = torch.ones(1 << 16, dtype=dtype, requires_grad=True)
+            ours = drop(ones, p, True, MaskSource(0))
+            ours.backward(torch.full_like(ours, 2.0))
         stock_scale = float(nn.functional.dropout(torch.ones(64, dtype=dtype), p).max())
         values = set(torch.unique(ours.detach().float()).tolist())
         if not values <= {0.0, stock_scale}:
@@ -300,7 +297,6 @@ def _dropout_difference(p: float, difference: Any) -> str | None:
         kept = float((ours != 0).float().mean())
         if abs(kept - (1 - p)) > 0.01:
             return f"{dtype} dropout keeps {kept:.3f} of the elements at p={p}, not {1 - p}"
-        ours.backward(torch.full_like(ours, 2.0))
         problem = difference(ours.detach() * 2.0, ones.grad, f"the {dtype} dropout gradient")
         if problem:
             return problem

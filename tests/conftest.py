@@ -42,6 +42,20 @@ def _wordpiece(texts: list[str]) -> object:
                  "mask_token": "[MASK]"}
 
 
+def _mpnet_wordpiece(texts: list[str]) -> object:
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+
+    # As all-mpnet-base-v2's: BERT's lower-cased WordPiece, RoBERTa's <s> A </s> template.
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "[UNK]", "<mask>"]
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=400, special_tokens=specials))
+    tok.post_processor = processors.RobertaProcessing(("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>")))
+    return tok, {"bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
+                 "unk_token": "[UNK]", "pad_token": "<pad>", "mask_token": "<mask>"}
+
+
 def _bytelevel_bpe(texts: list[str]) -> object:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
@@ -73,14 +87,30 @@ def _unigram(texts: list[str]) -> object:
 
 def _build(folder: Path, family: str, texts: list[str]) -> Path:
     import torch
-    from transformers import AutoModel, BertConfig, PreTrainedTokenizerFast, RobertaConfig, XLNetConfig
+    from transformers import (
+        AutoModel,
+        BertConfig,
+        DistilBertConfig,
+        MPNetConfig,
+        PreTrainedTokenizerFast,
+        RobertaConfig,
+        XLNetConfig,
+    )
 
-    raw, specials = {"bert": _wordpiece, "roberta": _bytelevel_bpe, "xlnet": _unigram}[family](texts)
+    raw, specials = {"bert": _wordpiece, "distilbert": _wordpiece, "mpnet": _mpnet_wordpiece,
+                     "roberta": _bytelevel_bpe, "xlnet": _unigram}[family](texts)
     tok = PreTrainedTokenizerFast(tokenizer_object=raw, model_max_length=64, **specials)
     vocab, pad = tok.vocab_size, tok.pad_token_id
     small = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
     if family == "bert":
         config = BertConfig(vocab_size=vocab, pad_token_id=pad, max_position_embeddings=128, **small)
+    elif family == "mpnet":  # relative attention buckets as the real one's
+        config = MPNetConfig(vocab_size=vocab, pad_token_id=pad, bos_token_id=tok.bos_token_id,
+                             eos_token_id=tok.eos_token_id, max_position_embeddings=130,
+                             relative_attention_num_buckets=32, **small)
+    elif family == "distilbert":
+        config = DistilBertConfig(vocab_size=vocab, pad_token_id=pad, max_position_embeddings=128, dim=32, n_layers=2,
+                                  n_heads=2, hidden_dim=64)
     elif family == "roberta":
         config = RobertaConfig(vocab_size=vocab, pad_token_id=pad, bos_token_id=tok.bos_token_id,
                                eos_token_id=tok.eos_token_id, max_position_embeddings=130, **small)
@@ -95,14 +125,15 @@ def _build(folder: Path, family: str, texts: list[str]) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Registered backbones ``tiny-bert``, ``tiny-roberta``, ``tiny-xlnet``: name -> model folder."""
+    """Registered backbones ``tiny-bert``, ``tiny-roberta``, ``tiny-xlnet``, ``tiny-mpnet``: name -> model folder."""
     from textclf.backbones import Backbone, register_backbone
 
     root = tmp_path_factory.mktemp("tiny_models")
     texts = _corpus()
-    heads = {"bert": ("classifier",), "roberta": ("classifier",), "xlnet": ("sequence_summary", "logits_proj")}
+    heads = {"bert": ("classifier",), "roberta": ("classifier",), "xlnet": ("sequence_summary", "logits_proj"),
+             "mpnet": ("classifier",)}
     out = {}
-    for family in ("bert", "roberta", "xlnet"):
+    for family in ("bert", "roberta", "xlnet", "mpnet"):
         folder = _build(root / f"tiny-{family}", family, texts)
         register_backbone(Backbone(f"tiny-{family}", family, local_path=lambda f=folder: f,
                                    padding_side="left" if family == "xlnet" else "right",

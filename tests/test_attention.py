@@ -20,7 +20,8 @@ def loaded(name: str) -> tuple[object, object]:
     return model, tok
 
 
-@pytest.mark.parametrize(("name", "summary_at_end"), [("tiny-bert", False), ("tiny-roberta", False), ("tiny-xlnet", True)])
+@pytest.mark.parametrize(("name", "summary_at_end"), [("tiny-bert", False), ("tiny-roberta", False), ("tiny-xlnet", True),
+                                                     ("tiny-mpnet", False)])
 def test_attention_view_per_family(tiny_models: dict, name: str, summary_at_end: bool) -> None:
     model, tok = loaded(name)
     view = attention_view(model, tok, "the headphones broke after two days", LABELS)

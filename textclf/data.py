@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from textclf import hub
 from textclf.errors import DataError
 
 Task = Literal["single_label", "multi_label"]
@@ -112,10 +113,6 @@ def data_dir() -> Path | None:
     """The folder of offline preset data (``$TEXTCLF_DATA_DIR``), if set."""
     value = os.environ.get("TEXTCLF_DATA_DIR")
     return Path(value).expanduser() if value else None
-
-
-def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 # --------------------------------------------------------------------------------------------------------- reading
@@ -251,10 +248,11 @@ def check_hub_id(hub_id: str) -> str:
 def hub_dataset_mb(hub_id: str, timeout: float = 10.0) -> float | None:
     """The size of a hub dataset's files in MB (all of its configs), or None when the hub cannot say (offline, an
     unknown id: loading it then gives the real error)."""
-    if hub_offline():
+    if hub.offline():
         return None
     from huggingface_hub import HfApi
 
+    hub.bound_requests()
     try:
         info = HfApi().dataset_info(hub_id, files_metadata=True, timeout=timeout)
     except Exception:  # network errors, unknown or gated repos: the loader reports those in its own words
@@ -262,19 +260,34 @@ def hub_dataset_mb(hub_id: str, timeout: float = 10.0) -> float | None:
     return sum(s.size or 0 for s in info.siblings or []) / 1e6
 
 
-def _read_hub(hub_id: str, config: str | None, local_hint: bool = True) -> dict[str, Any]:
+def _read_hub(hub_id: str, config: str | None, local_hint: bool = True, offline_hint: str | None = None
+              ) -> dict[str, Any]:
+    """A hub dataset's splits; offline (``HF_HUB_OFFLINE=1``), the copy a previous load left in the cache."""
     import datasets
 
-    if hub_offline():
-        if not local_hint:
-            raise DataError(f"dataset {hub_id!r} would come from the Hugging Face Hub, which is off here "
-                            f"(HF_HUB_OFFLINE=1); pick a preset ({', '.join([*SAMPLES, *PRESETS])}) or upload a file")
-        raise DataError(f"{hub_id!r} is not a local file or folder, nor a preset ({', '.join([*SAMPLES, *PRESETS])}), "
-                        "and the Hugging Face Hub is off (HF_HUB_OFFLINE=1); pass an existing path or a preset")
     if not local_hint and (Path(hub_id).exists() or Path(f"{hub_id}.py").exists()):
         # datasets.load_dataset reads an id that names a local path as that path: a hub id must never do that.
         raise DataError(f"{hub_id!r} is refused as a dataset id here: it also names a path on this server; "
                         "give the dataset's full hub id, owner/name")
+    if hub.offline():
+        try:
+            return dict(datasets.load_dataset(hub_id, config).items())
+        except Exception:  # not in the cache: say what to do instead
+            pass
+        if offline_hint:
+            raise DataError(offline_hint) from None
+        if not local_hint:
+            raise DataError(f"dataset {hub_id!r} would come from the Hugging Face Hub, which is off here "
+                            f"(HF_HUB_OFFLINE=1) and it is not in the cache; pick a preset "
+                            f"({', '.join([*SAMPLES, *PRESETS])}) or upload a file") from None
+        raise DataError(f"{hub_id!r} is not a local file or folder, nor a preset ({', '.join([*SAMPLES, *PRESETS])}), "
+                        "and the Hugging Face Hub is off (HF_HUB_OFFLINE=1); pass an existing path or a preset") from None
+    try:
+        hub.probe(hub_id, repo_type="dataset")  # a hub that does not answer, or no such dataset: one line, at once
+    except hub.HubMissing as exc:
+        raise DataError(str(exc)) from None
+    except hub.HubUnreachable as exc:
+        raise DataError(f"{exc}; with HF_HUB_OFFLINE=1 a copy already in the cache is used") from None
     try:
         dd = datasets.load_dataset(hub_id, config)
     except Exception as exc:
@@ -297,11 +310,10 @@ def _resolve_source(source: str, text_column: str | None, label_column: str | No
         local = next((root / n for n in preset.local_names if root and (root / n).is_dir()), None)
         if local is not None:
             return _read_local(local), text_column, label_column, task or preset.task
-        if hub_offline():
-            where = f"$TEXTCLF_DATA_DIR ({root})" if root else "$TEXTCLF_DATA_DIR (not set)"
-            raise DataError(f"preset {source!r} is not on disk: expected a folder {preset.local_names[0]}/ with "
-                            f"train/validation files in {where}, and the hub is off; set TEXTCLF_DATA_DIR or go online")
-        return (_read_hub(preset.hub_id, preset.hub_config), text_column or preset.text_column,
+        where = f"$TEXTCLF_DATA_DIR ({root})" if root else "$TEXTCLF_DATA_DIR (not set)"
+        missing = (f"preset {source!r} is not on disk: expected a folder {preset.local_names[0]}/ with "
+                   f"train/validation files in {where}, and the hub is off; set TEXTCLF_DATA_DIR or go online")
+        return (_read_hub(preset.hub_id, preset.hub_config, offline_hint=missing), text_column or preset.text_column,
                 label_column or preset.label_column, task or preset.task)
     path = Path(source).expanduser()
     if path.exists():

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from textclf.backbones import SCRATCH_PREFIX, check_available, resolve_backbone
+from textclf import hub
+from textclf.backbones import SCRATCH_PREFIX, download_size, resolve_backbone
 from textclf.config import SearchSpace, StudyConfig, adopt_stored, check_resume, load_preset, studies_dir
 from textclf.data import TextData
 from textclf.errors import TextclfError
@@ -56,6 +57,7 @@ class _Opened:
     metric: str
     models_dir: Path
     joined: bool  # another worker created it while this one started
+    downloads: dict[str, int | None]  # backbone -> bytes its weights will take from the hub (None: it does not say)
 
 
 def _fill_defaults(cfg: StudyConfig, data: TextData) -> None:
@@ -80,8 +82,9 @@ def _open(cfg: StudyConfig, storage: Any) -> _Opened:
     if stored:
         _adopt(cfg, stored)
     backbones = cfg.backbones or stored.get("backbones") or ["minilm"]
-    for name in backbones:  # fail before any data is tokenised or any trial starts
-        check_available(resolve_backbone(name))
+    # Fail before any data is tokenised or any trial starts; note what the hub will send.
+    sizes = {name: download_size(resolve_backbone(name)) for name in backbones}
+    downloads = {name: size for name, size in sizes.items() if size != 0}
     data = load_study_data(cfg)
     cfg.space = (cfg.space or SearchSpace()).filled(len(data.train))  # resumed: the stored space; given: the user's
     metric, reason = choose_metric(data.task, data.train.labels, data.label_names)
@@ -91,14 +94,14 @@ def _open(cfg: StudyConfig, storage: Any) -> _Opened:
         stored.get("models_dir") or studies_dir() / "models" / cfg.study)
     if stored:
         study = optuna.load_study(study_name=cfg.study, storage=storage)
-        return _Opened(study, stored, data, backbones, metric, models_dir, joined=False)
+        return _Opened(study, stored, data, backbones, metric, models_dir, joined=False, downloads=downloads)
     try:  # the one worker that creates the study sets it up; any other joins it
         study = optuna.create_study(study_name=cfg.study, storage=storage, direction="maximize")
     except optuna.exceptions.DuplicatedStudyError:
         stored = stored_setup(storage, cfg.study, wait_s=120)
         _adopt(cfg, stored)
         study = optuna.load_study(study_name=cfg.study, storage=storage)
-        return _Opened(study, stored, data, backbones, metric, models_dir, joined=True)
+        return _Opened(study, stored, data, backbones, metric, models_dir, joined=True, downloads=downloads)
     if cfg.truncation is None:
         long = long_texts(cfg, data, backbones[0].removeprefix(SCRATCH_PREFIX))
         cfg.truncation = "search" if long else "head"
@@ -111,7 +114,7 @@ def _open(cfg: StudyConfig, storage: Any) -> _Opened:
     write_setup(study, stored)
     for name in backbones:
         study.enqueue_trial(recipe_params(name, cfg, len(data.train)), user_attrs=recipe_attrs(), skip_if_exists=True)
-    return _Opened(study, stored, data, backbones, metric, models_dir, joined=False)
+    return _Opened(study, stored, data, backbones, metric, models_dir, joined=False, downloads=downloads)
 
 
 def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], None] | None = None,
@@ -148,6 +151,9 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
     write_setup(study, stored)
     for note in data.notes:
         log(f"data: {note}")
+    for name, size in opened.downloads.items():
+        log(f"{name}: downloading {f'{size / 1e6:,.1f} MB' if size else 'its weights'} from the Hugging Face Hub "
+            f"({hub.endpoint()}) at its first trial; later runs use the cache")
     for warning in stored.get("warnings", []):
         log(f"warning: {warning}")
     log(f"metric: {metric}" + (f" ({stored['metric_reason']})" if stored.get("metric_reason") else ""))
@@ -156,6 +162,7 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
         f"{stored['baseline']['model']} {stored['baseline']['value']:.4f}, majority class "
         f"{stored['majority']['value']:.4f})")
 
+    before = {t.number for t in study.get_trials(deepcopy=False) if t.state.name != "WAITING"}  # queued: this run's
     runner = TrialRunner(cfg, data, opened.backbones, metric, opened.models_dir, progress, log, deadline, interrupted)
     if cfg.jobs > 1 and cfg.trials > 1:
         optimize_side_by_side(study, runner, storage_url, chance)
@@ -168,7 +175,12 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
             runner.run_trials(study, queued, itertools.count(1).__next__, budgeted=False)
     if data.test is not None:
         score_test(study, data, metric, log)
-    return summarize(study, storage_url)
+    summary = summarize(study, storage_url)
+    mine = [t for t in summary["trials"] if t["number"] not in before]
+    failed = [t for t in mine if t["state"] == "FAIL"]
+    summary["run"] = {"finished": sum(t["state"] in ("COMPLETE", "PRUNED") for t in mine), "failed": len(failed),
+                      "fail_reason": failed[0]["fail_reason"] if failed else None}
+    return summary
 
 
 def enqueue_seed_reruns(study: Any, k: int, base_seed: int) -> int:

@@ -156,3 +156,16 @@ def test_a_run_whose_every_trial_fails_exits_1_with_the_reason(tiny_models: dict
                  "--epochs", "1"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: no trial of this run finished (2 failed): ") and "Safetensor" in err[-1]
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (ROOT / "studies").glob("*.toml")))
+def test_every_bundled_preset_is_a_valid_config(preset: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from textclf.backbones import resolve_backbone
+    from textclf.config import from_options, load_preset
+
+    monkeypatch.setenv("TEXTCLF_STUDIES_DIR", str(ROOT / "studies"))
+    raw = load_preset(preset)
+    cfg = from_options(preset, raw)
+    assert raw and cfg.data == raw["data"] and cfg.backbones == raw["backbones"]
+    for name in cfg.backbones:
+        assert resolve_backbone(name).name == name  # registered names, not folders

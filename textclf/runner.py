@@ -27,6 +27,16 @@ from textclf.storage import (
 from textclf.train import Encoded, TrainConfig, encode, train
 
 
+def validation_of(study: Any) -> Any:
+    """The validation split of ``study``'s data, loaded as the study loaded it (its stored settings)."""
+    from textclf.storage import setup_of
+
+    setup = setup_of(study)
+    known = {f.name for f in fields(StudyConfig)}
+    cfg = StudyConfig.from_dict({k: v for k, v in setup.items() if k in known} | {"study": study.study_name})
+    return load_study_data(cfg).validation
+
+
 def load_study_data(cfg: StudyConfig) -> TextData:
     return load_data(cfg.data, text_column=cfg.text_column, label_column=cfg.label_column, task=cfg.task,  # type: ignore[arg-type]
                      max_train_samples=cfg.max_train_samples, seed=cfg.seed)

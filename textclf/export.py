@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,9 +158,7 @@ def save_model(model: Any, tokenizer: Any, out: str | Path, info: ModelInfo, for
     """Write a ``save_pretrained`` folder (model, tokenizer, labels, thresholds, model card) atomically. An older
     model folder at ``out`` is replaced when ``force``; anything else there is never touched (TextclfError)."""
     out = Path(out).expanduser().resolve()
-    check_replaceable(out, force)
-    tmp = _new_tmp(out)
-    try:
+    with written_in_one_rename(out, force) as tmp:
         model.config.id2label = dict(enumerate(info.label_names))
         model.config.label2id = {n: i for i, n in enumerate(info.label_names)}
         if info.threshold is not None:
@@ -169,12 +168,23 @@ def save_model(model: Any, tokenizer: Any, out: str | Path, info: ModelInfo, for
         _record_padding_side(tmp, tokenizer.padding_side)
         (tmp / META_FILE).write_text(json.dumps(asdict(info), indent=2, default=str), encoding="utf-8")
         (tmp / "README.md").write_text(_model_card(info), encoding="utf-8")
+    return out
+
+
+@contextlib.contextmanager
+def written_in_one_rename(out: Path, force: bool) -> Iterator[Path]:
+    """An empty folder beside ``out`` to write a model folder into; when the block ends, its files are listed in
+    textclf.json and it is renamed to ``out`` (replacing an older model folder there only with ``force``). If the
+    block raises, the folder is deleted and ``out`` is as it was."""
+    check_replaceable(out, force)
+    tmp = _new_tmp(out)
+    try:
+        yield tmp
         _finish(tmp)
         _replace_dir(tmp, out, force)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out
 
 
 def _record_padding_side(folder: Path, side: str) -> None:
@@ -193,19 +203,13 @@ def copy_model(src: str | Path, out: str | Path, force: bool = False) -> Path:
     ModelInfo.load(src)
     if out == src.resolve() or src.resolve().is_relative_to(out):
         raise TextclfError(f"{out} is where the model is kept, or a folder above it; choose another path")
-    check_replaceable(out, force)
-    tmp = _new_tmp(out)
     try:
-        for path in src.iterdir():  # the model's own files only: a kept folder holds nothing else
-            if path.is_file() and not path.name.startswith("."):
-                shutil.copy2(path, tmp / path.name)
-        _finish(tmp)
-        _replace_dir(tmp, out, force)
-    except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, OSError):
-            raise TextclfError(f"cannot write the model to {out}: {exc.strerror or exc}; choose a writable folder") from exc
-        raise
+        with written_in_one_rename(out, force) as tmp:
+            for path in src.iterdir():  # the model's own files only: a kept folder holds nothing else
+                if path.is_file() and not path.name.startswith("."):
+                    shutil.copy2(path, tmp / path.name)
+    except OSError as exc:
+        raise TextclfError(f"cannot write the model to {out}: {exc.strerror or exc}; choose a writable folder") from exc
     return out
 
 

@@ -146,7 +146,7 @@ def export_onnx(src: str | Path, out: str | Path, texts: list[str], labels: list
                 force: bool = False) -> GateReport:
     """Write ``src`` (a textclf model folder) as an ONNX model folder at ``out`` if it passes the parity gate on
     ``texts``/``labels`` (the study's validation split); raise :class:`ExportRefused` with the figures if not."""
-    from textclf.export import ModelInfo, _finish, _new_tmp, _replace_dir, check_replaceable
+    from textclf.export import ModelInfo, check_replaceable, written_in_one_rename
     from textclf.predict import Predictor
 
     if quantize is not None and quantize not in QUANTIZE:
@@ -157,10 +157,9 @@ def export_onnx(src: str | Path, out: str | Path, texts: list[str], labels: list
     info = ModelInfo.load(src)
     if out == src.resolve() or src.resolve().is_relative_to(out):
         raise TextclfError(f"{out} is where the model is kept, or a folder above it; choose another path")
-    check_replaceable(out, force)
+    check_replaceable(out, force)  # before the minutes an export can take
     reference = Predictor.from_dir(src, precision="fp32")
-    tmp = _new_tmp(out)
-    try:
+    with written_in_one_rename(out, force) as tmp:
         for path in src.iterdir():  # tokenizer, labels, thresholds, card: all but the PyTorch weights
             if path.is_file() and not path.name.startswith(".") and path.suffix != ".safetensors":
                 shutil.copy2(path, tmp / path.name)
@@ -172,9 +171,4 @@ def export_onnx(src: str | Path, out: str | Path, texts: list[str], labels: list
             fallback = "; export without --quantize (fp32) instead" if quantize else ""
             raise ExportRefused(f"the ONNX model{' (int8)' if quantize else ''} fails the parity gate: "
                                 f"{report.line()}; nothing was written{fallback}")
-        _finish(tmp)
-        _replace_dir(tmp, out, force)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return report

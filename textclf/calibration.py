@@ -1,0 +1,76 @@
+"""How far a model's probabilities can be trusted: expected calibration error, reliability bins, and temperature
+scaling (Guo et al. 2017, "On Calibration of Modern Neural Networks"): one scalar T fitted on validation by
+minimising the negative log-likelihood of softmax(logits / T). Dividing every logit by the same T > 0 keeps each
+row's order, so the predicted labels (and accuracy) do not change; only the confidence does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+BINS = 15  # equal-width confidence bins, as in Guo et al.
+T_RANGE = (0.05, 20.0)  # temperatures searched (log scale)
+
+
+@dataclass
+class Reliability:
+    """Per confidence bin: the mean confidence, the accuracy and the number of rows (empty bins dropped)."""
+
+    confidence: np.ndarray
+    accuracy: np.ndarray
+    count: np.ndarray
+
+    @property
+    def ece(self) -> float:
+        """Expected calibration error: the count-weighted mean gap between confidence and accuracy."""
+        total = self.count.sum()
+        return float((self.count * np.abs(self.confidence - self.accuracy)).sum() / total) if total else 0.0
+
+
+def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int = BINS) -> Reliability:
+    """Bin single-label predictions by their top probability. ``probabilities``: rows of class probabilities;
+    ``labels``: the gold class index of each row."""
+    p = np.asarray(probabilities, dtype=float)
+    y = np.asarray(labels)
+    if p.ndim != 2 or len(p) != len(y):
+        raise ValueError(f"expected one row of probabilities per label, got shape {p.shape} for {len(y)} labels")
+    conf, hit = p.max(axis=1), (p.argmax(axis=1) == y).astype(float)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)  # (lo, hi]; 0 joins the first bin
+    count = np.bincount(which, minlength=bins).astype(float)
+    keep = count > 0
+    mean_conf = np.bincount(which, weights=conf, minlength=bins)[keep] / count[keep]
+    mean_hit = np.bincount(which, weights=hit, minlength=bins)[keep] / count[keep]
+    return Reliability(mean_conf, mean_hit, count[keep])
+
+
+def ece(probabilities: np.ndarray, labels: np.ndarray, bins: int = BINS) -> float:
+    return reliability(probabilities, labels, bins).ece
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = np.asarray(logits, dtype=float) / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood of the gold labels under softmax(logits / temperature)."""
+    z = np.asarray(logits, dtype=float) / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-log_p[np.arange(len(z)), np.asarray(labels)].mean())
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature that minimises the validation NLL (bounded search over log T; the NLL is convex in 1/T)."""
+    from scipy.optimize import minimize_scalar
+
+    if len(logits) == 0:
+        raise ValueError("fitting a temperature needs at least one labelled row")
+    result = minimize_scalar(lambda log_t: nll(logits, labels, float(np.exp(log_t))),
+                             bounds=tuple(np.log(T_RANGE)), method="bounded", options={"xatol": 1e-4})
+    return float(np.exp(result.x))

@@ -276,3 +276,15 @@ def test_dashboard_study_over_a_hub_backbone_and_a_hub_dataset(mirror: HubMirror
     assert [r[1] for r in rows] == ["roberta"] and rows[0][6].startswith("complete"), line
     log = worker.log_path.read_text(encoding="utf-8")
     assert "roberta: downloading" in log and "model.safetensors: 100%" in log, log  # the bar the Study section reads
+
+
+def test_a_dead_hub_is_one_line_when_loading_a_hub_dataset(dead_hub: str, online) -> None:
+    from textclf import hub
+    from textclf.data import load_data
+    from textclf.errors import DataError
+
+    online(dead_hub)
+    start = time.monotonic()
+    with pytest.raises(DataError, match="did not answer within") as refused:
+        load_data("hub:someone/some-data")
+    assert "\n" not in str(refused.value) and time.monotonic() - start < hub.PROBE_S + 5

@@ -57,7 +57,7 @@ def main() -> None:
             skewed = label_skew(data.task, data.train.labels, data.label_names) is not None
             cfg = StudyConfig(study="r", data=path, space=space_for(len(data.train)),
                               class_weight="search" if skewed else "none")
-            scaled = recipe_params("minilm", cfg, len(data.train))
+            scaled = recipe_params("minilm", cfg, len(data.train), "macro_f1")
             recipes = {"fixed (batch 32, 3 epochs)": (32, 3, "none"),
                        "scaled": (scaled["batch_size"], scaled["epochs"], scaled.get("class_weight", "none"))}
             if recipes["scaled"] == recipes["fixed (batch 32, 3 epochs)"]:

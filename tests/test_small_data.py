@@ -201,3 +201,10 @@ def test_three_traditional_baselines_are_tuned_and_the_best_is_the_studys_baseli
     assert result["model"] in GRIDS and result["value"] > 0.9  # the words tell the classes apart
     majority = majority_baseline(data, "macro_f1")
     assert majority["value"] < 0.5  # one class of three right: macro-F1 well under the baselines'
+
+
+def test_the_recipe_balances_class_weights_only_for_a_per_class_metric(tiny_models: dict) -> None:
+    cfg = StudyConfig(study="r", data="demo", class_weight="search", space=SearchSpace(batch_sizes=(16,)))
+    assert recipe_params("tiny-bert", cfg, 2000, "macro_f1")["class_weight"] == "balanced"
+    assert recipe_params("tiny-bert", cfg, 2000, "accuracy")["class_weight"] == "none"  # balancing costs accuracy
+    assert "class_weight" not in recipe_params("tiny-bert", StudyConfig(study="r", data="demo"), 2000, "macro_f1")

@@ -25,11 +25,16 @@ def space_for(n_train: int) -> SearchSpace:
     return SearchSpace().filled(n_train)
 
 
-def recipe_params(backbone: str, cfg: StudyConfig, n_train: int) -> dict[str, Any]:
+# Metrics that weigh every class alike: a study selecting on one of them starts from balanced class weights.
+PER_CLASS_METRICS = frozenset({"macro_f1"})
+
+
+def recipe_params(backbone: str, cfg: StudyConfig, n_train: int, metric: str | None = None) -> dict[str, Any]:
     """The published recipe for ``backbone``: its family's learning rate, head ratio 10, weight decay 0.01, 10%
     warmup, batch 32 and 3 epochs, with the batch and epochs scaled so that small training sets still make
-    ``MIN_STEPS`` steps; balanced class weights and head+tail truncation where the study searches them (skewed
-    labels, long texts); clipped into the search space so TPE can use it."""
+    ``MIN_STEPS`` steps; head+tail truncation where the study searches it (long texts); where it searches class
+    weights (skewed labels), balanced ones if ``metric`` weighs every class alike, else none (balancing trades
+    accuracy for the rare classes' recall; TPE still tries both); clipped into the search space so TPE can use it."""
     space = (cfg.space or SearchSpace()).filled(n_train)
     spec = resolve_backbone(backbone)
     batch = 32 if 32 in space.batch_sizes else max(space.batch_sizes)
@@ -44,7 +49,7 @@ def recipe_params(backbone: str, cfg: StudyConfig, n_train: int) -> dict[str, An
     if cfg.epochs is None:
         params["epochs"] = int(_clip(max(3, math.ceil(MIN_STEPS / steps(n_train, batch, 1))), space.epochs))
     if cfg.class_weight == "search":
-        params["class_weight"] = "balanced"
+        params["class_weight"] = "balanced" if (metric or cfg.metric) in PER_CLASS_METRICS else "none"
     if cfg.truncation == "search":
         params["truncation"] = "head_tail"
     return params

@@ -113,7 +113,8 @@ def _open(cfg: StudyConfig, storage: Any) -> _Opened:
                              "label_names": data.label_names, "task": data.task, "data_summary": data.describe()}
     write_setup(study, stored)
     for name in backbones:
-        study.enqueue_trial(recipe_params(name, cfg, len(data.train)), user_attrs=recipe_attrs(), skip_if_exists=True)
+        study.enqueue_trial(recipe_params(name, cfg, len(data.train), metric), user_attrs=recipe_attrs(),
+                            skip_if_exists=True)
     return _Opened(study, stored, data, backbones, metric, models_dir, joined=False, downloads=downloads)
 
 

@@ -1,5 +1,6 @@
-"""Benchmark 3: prediction latency, in process (1, 8 and 32 texts per call) and through the running app's HTTP API
-with 8 concurrent clients. Uses a model kept by a study (default: trains one on 2,000 sst2 sentences, ~30 s): the
+"""Benchmark 3: prediction latency, in process (1, 8 and 32 texts per call; PyTorch fp32, bf16 and compiled bf16, and
+the ONNX fp32 and int8 exports, each through the parity gate) and through the running app's HTTP API with 8
+concurrent clients. Uses a model kept by a study (default: trains one on 2,000 sst2 sentences, ~30 s): the
 timed texts are sst2's, and a model unsure about them (one trained on other data) would take the bf16 path's fp32
 re-check on most of them.
 
@@ -26,22 +27,51 @@ def texts_of_at_most(tokenizer, n_tokens: int, limit: int = 200) -> list[str]:
     return [t for t in rows if len(tokenizer(t)["input_ids"]) <= n_tokens][:limit]
 
 
-def in_process(model_dir: str) -> list[str]:
+def onnx_folders(model_dir: str, into: Path) -> dict[str, str]:
+    """ONNX fp32 and int8 exports of ``model_dir``, each through the parity gate on sst2's validation split."""
+    from textclf.data import load_data
+    from textclf.onnx_export import ExportRefused, export_onnx
+
+    val = load_data(shared_data("sst2")).validation
+    out = {}
+    for quantize in (None, "int8"):
+        name = f"onnx {quantize or 'fp32'}"
+        try:
+            report = export_onnx(model_dir, into / name.replace(" ", "-"), val.texts, val.labels, quantize=quantize)
+            out[name] = str(into / name.replace(" ", "-"))
+            print(f"{name}: gate passed: {report.line()}", flush=True)
+        except ExportRefused as exc:
+            print(f"{name}: refused: {exc}", flush=True)
+    return out
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status", encoding="utf-8") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:")) / 1024
+
+
+def _size_mb(folder: str) -> float:
+    return sum(p.stat().st_size for p in Path(folder).iterdir() if p.suffix in (".safetensors", ".onnx")) / 1e6
+
+
+def in_process(model_dir: str, onnx: dict[str, str]) -> list[str]:
+    """PyTorch fp32, bf16 and compiled bf16, then the ONNX exports: the same texts and call sizes for each."""
     import numpy as np
 
     from textclf.predict import CLOSE_CALL, Predictor
 
     lines: list[str] = []
     reference: list[str] = []
-    for precision, compile in (("fp32", False), ("auto", False), ("auto", True)):
-        start = time.perf_counter()
-        p = Predictor.from_dir(model_dir, precision=precision, compile=compile)
+    paths = [("fp32", model_dir, "fp32", False), ("auto", model_dir, "auto", False),
+             ("auto compiled", model_dir, "auto", True)] + [(name, folder, "auto", False) for name, folder in onnx.items()]
+    for path, folder, precision, compile in paths:
+        start, rss = time.perf_counter(), _rss_mb()
+        p = Predictor.from_dir(folder, precision=precision, compile=compile)
         if compile:
             if not p.wait_compiled(900):
                 lines.append(f"compiling failed, skipped: {p.compile_error}")
                 continue
             lines.append(f"compiled in the background in {time.perf_counter() - start:.1f} s (load included)")
-        path = f"{precision}{' compiled' if compile else ''}"
         texts = texts_of_at_most(p.tokenizer, 32)
         for size in (1, 8, 32):
             batches = [texts[i:i + size] for i in range(0, len(texts) - size + 1, size)][:60]
@@ -57,7 +87,8 @@ def in_process(model_dir: str) -> list[str]:
         labels = [r.label for r in p.predict(texts)]
         reference = reference or labels
         same = sum(a == b for a, b in zip(labels, reference, strict=True))
-        lines.append(f"  same top label as fp32 on {same} of {len(texts)} texts")
+        lines.append(f"  same top label as fp32 on {same} of {len(texts)} texts; weights on disk {_size_mb(folder):.1f} "
+                     f"MB; resident memory +{_rss_mb() - rss:.0f} MB for this path")
         if p.fast is not None and not compile:
             top2 = np.sort(p.predict_proba(texts), axis=1)[:, -2:]
             close = int((top2[:, 1] - top2[:, 0] < CLOSE_CALL).sum())
@@ -190,7 +221,7 @@ def main() -> None:
                                   models_dir=str(studies / "models" / "latency")),
                       progress=False, log=lambda _: None)
             model_dir = str(studies / "models" / "latency" / "minilm")
-        for line in in_process(model_dir):
+        for line in in_process(model_dir, onnx_folders(model_dir, Path(tmp) / "onnx")):
             print(line, flush=True)
         print(over_http(str(studies)))
     print("targets: p50 <= 8 ms in process for one text of <= 32 tokens; p50 <= 100 ms over HTTP")

@@ -27,14 +27,21 @@ def _corpus() -> list[str]:
     return texts
 
 
-def _wordpiece(texts: list[str]) -> object:
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+def _trained_wordpiece(texts: list[str], specials: list[str]) -> object:
+    """BERT's lower-cased WordPiece, trained on ``texts``; the caller adds its post-processor."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=400, special_tokens=specials))
+    return tok
+
+
+def _wordpiece(texts: list[str]) -> object:
+    from tokenizers import processors
+
+    tok = _trained_wordpiece(texts, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
@@ -43,14 +50,10 @@ def _wordpiece(texts: list[str]) -> object:
 
 
 def _mpnet_wordpiece(texts: list[str]) -> object:
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import processors
 
     # As all-mpnet-base-v2's: BERT's lower-cased WordPiece, RoBERTa's <s> A </s> template.
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["<s>", "<pad>", "</s>", "<unk>", "[UNK]", "<mask>"]
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=400, special_tokens=specials))
+    tok = _trained_wordpiece(texts, ["<s>", "<pad>", "</s>", "<unk>", "[UNK]", "<mask>"])
     tok.post_processor = processors.RobertaProcessing(("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>")))
     return tok, {"bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
                  "unk_token": "[UNK]", "pad_token": "<pad>", "mask_token": "<mask>"}

@@ -107,9 +107,14 @@ offline = true
 
     def env(self, hf_home: Path) -> dict[str, str]:
         """A subprocess environment that reaches this mirror as its hub, with its own cache in ``hf_home``."""
-        env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE",
-                                                                 "TRANSFORMERS_OFFLINE")}
-        return env | {"HF_ENDPOINT": self.endpoint, "HF_HOME": str(hf_home), "HF_HUB_DISABLE_TELEMETRY": "1"}
+        return hub_env(self.endpoint, hf_home)
+
+
+def hub_env(endpoint: str, hf_home: Path) -> dict[str, str]:
+    """This process's environment, online, with ``endpoint`` as the hub and its own cache in ``hf_home``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE",
+                                                             "TRANSFORMERS_OFFLINE")}
+    return env | {"HF_ENDPOINT": endpoint, "HF_HOME": str(hf_home), "HF_HUB_DISABLE_TELEMETRY": "1"}
 
 
 def write_dataset(folder: Path, features: dict, splits: dict[str, dict[str, list]], config: str = "default",

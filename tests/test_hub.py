@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import _build, _corpus
-from hub_mirror import HubMirror, free_port, write_dataset
+from hub_mirror import HubMirror, free_port, hub_env, write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = {"bert-base-uncased": "bert", "roberta-base": "roberta", "xlnet-base-cased": "xlnet",
@@ -76,10 +76,10 @@ def textclf(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess
                           timeout=timeout)
 
 
-def _env(mirror: HubMirror, tmp: Path, **extra: str) -> dict[str, str]:
+def _env(endpoint: str, tmp: Path) -> dict[str, str]:
     # An empty fetch cache: a real `fetch mpnet` on this machine must not stand in for the hub's mpnet.
-    env = mirror.env(tmp / "hf") | {"TEXTCLF_STUDIES_DIR": str(tmp / "studies"),
-                                    "TEXTCLF_CACHE_DIR": str(tmp / "fetched")} | extra
+    env = hub_env(endpoint, tmp / "hf") | {"TEXTCLF_STUDIES_DIR": str(tmp / "studies"),
+                                           "TEXTCLF_CACHE_DIR": str(tmp / "fetched")}
     env.pop("TEXTCLF_DATA_DIR", None)  # the presets come from the hub here, not from a data folder
     return env
 
@@ -89,7 +89,7 @@ def _cache_files(hf_home: Path) -> dict[str, float]:
 
 
 def test_study_over_hub_backbones_and_a_hub_dataset_then_from_the_cache(mirror: HubMirror, tmp_path: Path) -> None:
-    env = _env(mirror, tmp_path)
+    env = _env(mirror.endpoint, tmp_path)
     names = ["bert", "xlnet", "distilbert", "mpnet"]
     args = ["run", "--study", "hub", "--data", "sst2", "--backbones", ",".join(names), "--epochs", "1",
             "--lr-range", "1e-3", "3e-3", "--json"]
@@ -117,7 +117,7 @@ def test_study_over_hub_backbones_and_a_hub_dataset_then_from_the_cache(mirror: 
                                                         ("trec", "single_label", ["ABBR", "ENTY", "DESC", "HUM", "LOC",
                                                                                   "NUM"])])
 def test_hub_presets(mirror: HubMirror, tmp_path: Path, preset: str, task: str, labels: list[str]) -> None:
-    out = textclf(_env(mirror, tmp_path), "run", "--study", preset, "--data", preset, "--backbones", "roberta",
+    out = textclf(_env(mirror.endpoint, tmp_path), "run", "--study", preset, "--data", preset, "--backbones", "roberta",
                   "--trials", "1", "--epochs", "1", "--json")
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads(out.stdout.splitlines()[-1])
@@ -131,7 +131,7 @@ def test_hub_presets(mirror: HubMirror, tmp_path: Path, preset: str, task: str, 
     (["--data", "hub:no-such-org/no-such-data"], "no-such-org/no-such-data"),
 ])
 def test_a_wrong_id_is_one_line_naming_it(mirror: HubMirror, tmp_path: Path, args: list[str], named: str) -> None:
-    out = textclf(_env(mirror, tmp_path), "run", "--study", "wrong", "--trials", "1", *args, timeout=120)
+    out = textclf(_env(mirror.endpoint, tmp_path), "run", "--study", "wrong", "--trials", "1", *args, timeout=120)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], out.stderr[-2000:]
@@ -170,7 +170,7 @@ def dead_hub(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 def test_a_dead_hub_ends_the_run_within_30_s_with_one_line(dead_hub: str, tmp_path: Path) -> None:
-    env = _env_base(tmp_path) | {"HF_ENDPOINT": dead_hub}
+    env = _env(dead_hub, tmp_path)
     start = time.monotonic()
     out = textclf(env, "run", "--study", "dead", "--data", "demo", "--backbones", "bert", "--trials", "1",
                   timeout=90)
@@ -179,13 +179,6 @@ def test_a_dead_hub_ends_the_run_within_30_s_with_one_line(dead_hub: str, tmp_pa
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "did not answer within" in lines[0] and "'bert'" in lines[0], out.stderr[-2000:]
     assert took < 30, f"the run took {took:.0f} s"
-
-
-def _env_base(tmp: Path) -> dict[str, str]:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TEXTCLF_DATA_DIR")}
-    return env | {"HF_HOME": str(tmp / "hf"), "TEXTCLF_STUDIES_DIR": str(tmp / "studies")}
 
 
 @pytest.fixture

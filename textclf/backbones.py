@@ -220,16 +220,15 @@ def download_size(backbone: Backbone) -> int | None:
 
 
 def _from_hub_kwargs(backbone: Backbone) -> dict[str, Any]:
-    """``local_files_only`` when a hub backbone is in the cache and the hub does not answer: without it every file
-    would wait out the hub libraries' retries before falling back to the cache."""
-    if (backbone.local_path and backbone.local_path()) or backbone.hub_id is None or hub.offline():
-        return {}
-    try:
-        hub.probe(backbone.hub_id, _weights_file(backbone))
+    """Check that ``backbone`` can load here (as :func:`check_available`), and the loading arguments that go with it:
+    ``local_files_only`` when it is in the hub cache and the hub does not answer, without which every file would
+    wait out the hub libraries' retries before falling back to the cache."""
+    if download_size(backbone) != 0 or (backbone.local_path and backbone.local_path()) or hub.offline():
+        return {}  # a download (the hub answered), a local folder, or offline (the libraries read the cache)
+    try:  # in the hub cache, online
+        hub.probe(backbone.hub_id, _weights_file(backbone))  # type: ignore[arg-type]
     except hub.HubUnreachable:
-        if _hub_cached(backbone.hub_id, _weights_file(backbone)):
-            return {"local_files_only": True}
-        raise
+        return {"local_files_only": True}
     except hub.HubMissing:
         pass  # the load below says so, in its own words
     return {}
@@ -282,10 +281,9 @@ def quiet_transformers() -> Any:
 
 def load_tokenizer(backbone: Backbone) -> Any:
     transformers = quiet_transformers()
-    check_available(backbone)
+    where = _from_hub_kwargs(backbone)
     try:
-        tok = transformers.AutoTokenizer.from_pretrained(backbone.location(), trust_remote_code=False,
-                                                         **_from_hub_kwargs(backbone))
+        tok = transformers.AutoTokenizer.from_pretrained(backbone.location(), trust_remote_code=False, **where)
     except (OSError, ValueError) as exc:
         raise BackboneUnavailable(f"cannot load the tokenizer of {backbone.name!r} from {backbone.location()}: "
                                   f"{str(exc).splitlines()[0]}") from exc
@@ -302,7 +300,6 @@ def load_model(backbone: Backbone, *, num_labels: int, multi_label: bool, id2lab
     transformers = quiet_transformers()
     import torch
 
-    check_available(backbone)
     where = _from_hub_kwargs(backbone)
     labels = id2label or {i: f"LABEL_{i}" for i in range(num_labels)}
     kwargs: dict[str, Any] = {

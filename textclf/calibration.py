@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from textclf.metrics import softmax_or_sigmoid
+
 BINS = 15  # equal-width confidence bins, as in Guo et al.
 T_RANGE = (0.05, 20.0)  # temperatures searched (log scale)
 
@@ -51,18 +53,15 @@ def ece(probabilities: np.ndarray, labels: np.ndarray, bins: int = BINS) -> floa
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = np.asarray(logits, dtype=float) / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    return softmax_or_sigmoid(np.asarray(logits, dtype=float) / temperature, "single_label")
 
 
 def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
     """Mean negative log-likelihood of the gold labels under softmax(logits / temperature)."""
-    z = np.asarray(logits, dtype=float) / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    return float(-log_p[np.arange(len(z)), np.asarray(labels)].mean())
+    from scipy.special import log_softmax
+
+    log_p = log_softmax(np.asarray(logits, dtype=float) / temperature, axis=1)
+    return float(-log_p[np.arange(len(log_p)), np.asarray(labels)].mean())
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:

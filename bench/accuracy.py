@@ -7,7 +7,8 @@ With ``--max-train-samples N`` (the low-data table: ``--max-train-samples 1000 -
 sst2,emotion,banking77,ag_news,trec6``) the studies run on a stratified sample of N training rows with textclf's
 defaults alone (no per-dataset levers), and the table reports the chosen model's test accuracy, macro-F1 and
 weighted F1 beside published figures at 1,000 training rows (weighted F1, MinishLab model2vec's results table;
-a fixed-recipe protocol on other splits than ours).
+a fixed-recipe protocol on other splits than ours). ``--backbones minilm,mpnet,scratch:minilm`` runs one study per
+backbone under the same budget, with the mean training time of a trial: what a bigger model buys on this machine.
 
 Data: ../shared/data (sst2: Socher et al. 2013 / GLUE; trec6: Li & Roth 2002; emotion: Saravia et al. 2018;
 banking77: Casanueva et al. 2020; goemotions: Demszky et al. 2020).
@@ -45,31 +46,37 @@ PUBLISHED_1K = {"sst2": (82.3, 82.8, 72.2), "emotion": (81.2, 60.7, 61.9), "bank
                 "ag_news": (88.0, 87.7, 82.9), "trec6": (73.6, 57.8, 67.7)}
 
 
-def low_data(names: list[str], rows: int, budget_min: float, trials: int) -> None:
-    """Defaults only, on ``rows`` training rows: test accuracy, macro-F1 and weighted F1 of the chosen model."""
+def low_data(names: list[str], rows: int, budget_min: float, trials: int, backbones: list[str]) -> None:
+    """Defaults only, on ``rows`` training rows, one study per backbone under the same budget: test accuracy,
+    macro-F1 and weighted F1 of the chosen model, and the mean training time of a finished trial."""
     from textclf.study import StudyConfig, run_study
 
     table = []
     for name in names:
-        with tempfile.TemporaryDirectory() as tmp:
-            cfg = StudyConfig(study=name, data=shared_data(name), backbones=["minilm"], trials=trials,
-                              timeout=budget_min * 60, max_train_samples=rows, storage=f"sqlite:///{tmp}/a.db",
-                              models_dir=f"{tmp}/models")
-            start = time.perf_counter()
-            s = run_study(cfg, progress=False, log=lambda msg, n=name: print(f"  {n}: {msg}", flush=True))
-            wall = time.perf_counter() - start
-        test = (s["test"] or {}).get("metrics", {})
-        table.append((name, s["metric"], s["best"]["value"], test, s["baseline_model"], s["baseline_test"],
-                      s["warnings"], wall / 60, len(s["trials"])))
-    print(f"\n| dataset ({rows} rows) | selected on | validation | test accuracy | test macro-F1 | test weighted F1 | "
-          "best baseline, test | published weighted F1: MiniLM / SetFit / TF-IDF | minutes, trials |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for name, metric, val, test, base, btest, warnings, minutes, n in table:
+        for backbone in backbones:
+            with tempfile.TemporaryDirectory() as tmp:
+                cfg = StudyConfig(study=name, data=shared_data(name), backbones=[backbone], trials=trials,
+                                  timeout=budget_min * 60, max_train_samples=rows, storage=f"sqlite:///{tmp}/a.db",
+                                  models_dir=f"{tmp}/models")
+                start = time.perf_counter()
+                s = run_study(cfg, progress=False, log=lambda msg, n=f"{name}/{backbone}": print(f"  {n}: {msg}", flush=True))
+                wall = time.perf_counter() - start
+            test = (s["test"] or {}).get("metrics", {})
+            times = [t["train_time_s"] for t in s["trials"] if t["state"] == "COMPLETE" and t["train_time_s"]]
+            per_trial = sum(times) / len(times) if times else float("nan")
+            table.append((name, backbone, s["metric"], s["best"]["value"], test, s["baseline_model"],
+                          s["baseline_test"], s["warnings"], wall / 60, len(s["trials"]), per_trial))
+    print(f"\n| dataset ({rows} rows) | backbone | selected on | validation | test accuracy | test macro-F1 | "
+          "test weighted F1 | best baseline, test | published weighted F1: MiniLM / SetFit / TF-IDF | "
+          "minutes, trials | s per trial |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, backbone, metric, val, test, base, btest, warnings, minutes, n, per_trial in table:
         ref = " / ".join(f"{v:.1f}" for v in PUBLISHED_1K.get(name, ())) or "-"
         flag = " (warned)" if warnings else ""
-        print(f"| {name} | {metric} | {val:.4f} | {test.get('accuracy', float('nan')):.4f} | "
+        print(f"| {name} | {backbone} | {metric} | {val:.4f} | {test.get('accuracy', float('nan')):.4f} | "
               f"{test.get('macro_f1', float('nan')):.4f} | {test.get('weighted_f1', float('nan')):.4f} | "
-              f"{base} {btest if btest is None else f'{btest:.4f}'}{flag} | {ref} | {minutes:.1f}, {n} |")
+              f"{base} {btest if btest is None else f'{btest:.4f}'}{flag} | {ref} | {minutes:.1f}, {n} | "
+              f"{per_trial:.0f} |")
 
 
 def main() -> None:
@@ -79,12 +86,16 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=50, help="upper bound; the budget usually ends the study first")
     parser.add_argument("--max-train-samples", type=int, default=None,
                         help="the low-data table: N training rows, textclf's defaults alone")
+    parser.add_argument("--backbones", default="minilm",
+                        help="low-data table: one study per backbone, e.g. minilm,mpnet,scratch:minilm "
+                             "(mpnet: python -m textclf fetch mpnet)")
     args = parser.parse_args()
     from textclf.study import SearchSpace, StudyConfig, run_study
 
     print(f"machine: {machine()}")
     if args.max_train_samples:
-        low_data(args.datasets.split(","), args.max_train_samples, args.budget_min, args.trials)
+        low_data(args.datasets.split(","), args.max_train_samples, args.budget_min, args.trials,
+                 args.backbones.split(","))
         return
     rows = []
     for name in args.datasets.split(","):

@@ -1,10 +1,11 @@
 """Benchmark 1: a textclf study vs transformers' Trainer.hyperparameter_search(backend="optuna"), in one process.
 
-Same backbone (minilm), same data (sst2: a stratified 2,000-sentence sample of train, the 872 validation
-sentences), same search space (learning rate 1e-5..3e-4 log, batch size 16/32), same number of trials and epochs,
-same seed, same max length. Trainer runs first (so textclf's process-wide allocator setting cannot help it).
+Same backbone (minilm unless ``--backbone`` names another), same data (sst2: a stratified 2,000-sentence sample of
+train, the 872 validation sentences), same search space (learning rate 1e-5..3e-4 log, batch size 16/32), same
+number of trials and epochs, same seed, same max length. Trainer runs first (so textclf's process-wide allocator
+setting cannot help it).
 
-    python bench/study_vs_trainer.py [--trials 4] [--epochs 1] [--train 2000]
+    python bench/study_vs_trainer.py [--trials 4] [--epochs 1] [--train 2000] [--backbone mpnet]
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def run_textclf(data_path: str, args: argparse.Namespace, out: str) -> tuple[flo
     # The same two searched dimensions; textclf's head ratio, weight decay and warmup stay at its recipe values.
     space = SearchSpace(lr=(1e-5, 3e-4), batch_sizes=(16, 32), head_lr_ratio=(10.0, 10.0), weight_decay=(0.01, 0.01),
                         warmup_fraction=(0.1, 0.1))
-    cfg = StudyConfig(study="bench", data=data_path, backbones=["minilm"], trials=args.trials, epochs=args.epochs,
+    cfg = StudyConfig(study="bench", data=data_path, backbones=[args.backbone], trials=args.trials, epochs=args.epochs,
                       max_train_samples=args.train, max_length=args.max_length, seed=args.seed, space=space,
                       storage=f"sqlite:///{out}/bench.db", models_dir=f"{out}/models", jobs=args.jobs)
     start = time.perf_counter()
@@ -78,6 +79,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--jobs", type=int, default=1, help="textclf trials side by side (StudyConfig.jobs)")
+    parser.add_argument("--backbone", default="minilm", help="a registered backbone (mpnet: python -m textclf fetch mpnet)")
     args = parser.parse_args()
     import optuna
 
@@ -87,11 +89,11 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     path = shared_data("sst2")
     data = load_data(path, max_train_samples=args.train, seed=args.seed)
-    minilm = resolve_backbone("minilm").location()
-    print(f"machine: {machine()}")
+    location = resolve_backbone(args.backbone).location()
+    print(f"machine: {machine()}; backbone {args.backbone}")
     print(f"sst2: {len(data.train)} train / {len(data.validation)} validation; {args.trials} trials x {args.epochs} epoch(s)")
     with tempfile.TemporaryDirectory() as tmp:
-        t_trainer, acc_trainer = run_trainer(data, minilm, args, f"{tmp}/trainer")
+        t_trainer, acc_trainer = run_trainer(data, location, args, f"{tmp}/trainer")
         print(f"Trainer.hyperparameter_search: {t_trainer:.1f} s, best validation accuracy {acc_trainer:.4f}", flush=True)
         t_ours, acc_ours = run_textclf(path, args, tmp)
     print(f"textclf study:                 {t_ours:.1f} s, best validation accuracy {acc_ours:.4f}")

@@ -1,5 +1,6 @@
-"""Benchmark 2: training throughput on real data (sst2, minilm) in bf16 autocast and fp32, as samples/s and model
-FLOP/s, divided by the bf16 and fp32 matmul peaks measured in the same run; and accuracy parity of the two.
+"""Benchmark 2: training throughput on real data (sst2; minilm unless ``--backbone`` names another) in bf16 autocast
+and fp32, as samples/s and model FLOP/s, divided by the bf16 and fp32 matmul peaks measured in the same run; and
+accuracy parity of the two.
 
 Model FLOPs (the MFU of PaLM, Chowdhery et al. 2022: what the model needs per token, whatever the implementation
 does) = 6 x (encoder parameters) per token + 12 x layers x hidden x padded length per token (attention scores and
@@ -12,6 +13,7 @@ This machine's speed drifts by +-10% from minute to minute (other tenants of the
 ``--repeats`` times, each run against a matmul peak measured just before it; the median run is the figure.
 
     python bench/throughput.py [--train 2000] [--epochs 1] [--batch-size 32] [--repeats 3] [--precisions bf16,fp32]
+                               [--backbone mpnet]
 """
 
 from __future__ import annotations
@@ -62,15 +64,16 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3, help="training runs per precision (the median counts)")
     parser.add_argument("--precisions", default="bf16,fp32", help="comma-separated: bf16, fp32 or both")
+    parser.add_argument("--backbone", default="minilm", help="a registered backbone (mpnet: python -m textclf fetch mpnet)")
     args = parser.parse_args()
     from textclf.backbones import head_prefixes, load_model, load_tokenizer, resolve_backbone
     from textclf.cpu_train import fast_training
     from textclf.data import load_data
     from textclf.train import TrainConfig, encode, length_grouped_batches, predict_logits, train
 
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; backbone {args.backbone}")
     data = load_data(shared_data("sst2"), max_train_samples=args.train)
-    spec = resolve_backbone("minilm")
+    spec = resolve_backbone(args.backbone)
     tok = load_tokenizer(spec)
     tr = encode(tok, data.train.texts, data.train.labels, args.max_length)
     va = encode(tok, data.validation.texts, data.validation.labels, args.max_length)

@@ -100,6 +100,30 @@ def test_predict_and_batch_predict(trained: Dashboard, tmp_path: Path) -> None:
         trained.predict("  ", BEST)
 
 
+def test_model_downloads_as_pytorch_and_onnx_zips(trained: Dashboard, tmp_path: Path) -> None:
+    import zipfile
+
+    from textclf.predict import Predictor
+
+    torch_zip = Path(trained.download_model(BEST, "pytorch"))
+    assert trained.download_model("done / tiny-bert", "pytorch") == str(torch_zip)  # made once, then served again
+    onnx_zip = Path(trained.download_model(BEST, "onnx"))
+    for archive in (torch_zip, onnx_zip):
+        with zipfile.ZipFile(archive) as zf:
+            names = zf.namelist()
+            assert len({n.split("/")[0] for n in names}) == 1 and "textclf.json" in {n.split("/")[1] for n in names}
+            zf.extractall(tmp_path / archive.stem)
+    (torch_dir,), (onnx_dir,) = (list((tmp_path / a.stem).iterdir()) for a in (torch_zip, onnx_zip))
+    assert (torch_dir / "model.safetensors").is_file() and (onnx_dir / "model.onnx").is_file()
+    text = "Is it waterproof?"
+    assert Predictor.from_dir(onnx_dir).predict_one(text).label == Predictor.from_dir(torch_dir).predict_one(text).label
+    assert not [p for p in torch_zip.parent.iterdir() if p.suffix != ".zip"]  # the ONNX folder went once zipped
+    with pytest.raises(TextclfError, match="download format must be one of"):
+        trained.download_model(BEST, "../../x")
+    with pytest.raises(TextclfError, match="pick one from the list"):
+        trained.download_model("../../etc / passwd", "pytorch")
+
+
 def test_live_box_predictions_from_concurrent_sessions_share_forward_passes(trained: Dashboard,
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Gradio runs up to 4 Predict events at once; they join the REST endpoint's shared batches."""

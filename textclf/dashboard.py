@@ -28,6 +28,7 @@ from typing import Any
 from textclf.config import studies_dir as default_studies_dir
 from textclf.data import HUB_PREFIX, check_hub_id
 from textclf.errors import ConfigError, DataError, TextclfError
+from textclf.model_zip import ModelZips
 from textclf.safety import (
     check_text_length,
     check_uploaded,
@@ -298,9 +299,8 @@ class ModelStore:
                 return self._cache[key]
         return None
 
-    def get(self, name: str | None, *, eager: bool = False) -> Any:
-        from textclf.predict import Predictor
-
+    def folder(self, name: str | None) -> tuple[str, Path]:
+        """The display name and folder of the model a visitor picked (:data:`BEST`: the best one)."""
         choice = name if name and name != BEST else self.best()
         models = self.available()
         if choice is None:
@@ -308,7 +308,13 @@ class ModelStore:
         if choice not in models:
             raise TextclfError(f"model {choice[:100]!r} is not among the {len(models)} trained model(s) here; "
                                "pick one from the list")
-        key = f"{choice}|{'eager' if eager else 'default'}|{models[choice].stat().st_mtime}"
+        return choice, models[choice]
+
+    def get(self, name: str | None, *, eager: bool = False) -> Any:
+        from textclf.predict import Predictor
+
+        choice, folder = self.folder(name)
+        key = f"{choice}|{'eager' if eager else 'default'}|{folder.stat().st_mtime}"
         cached = self._cached(key)
         if cached is not None:
             return cached
@@ -317,7 +323,7 @@ class ModelStore:
             if cached is not None:
                 return cached
             # The attention view's eager copy only serves clicks: compiling it would not pay.
-            predictor = Predictor.from_dir(models[choice], attn_implementation="eager" if eager else None,
+            predictor = Predictor.from_dir(folder, attn_implementation="eager" if eager else None,
                                            compile=self.compile and not eager)
             with self._lock:
                 self._cache[key] = predictor
@@ -335,6 +341,7 @@ class Dashboard:
         self.studies = StudyManager(cfg)
         self.models = ModelStore(cfg.models_dir, compile=cfg.compile_models)
         self._storage: Any = None
+        self.zips = ModelZips()
         self._ready = threading.Event()
         self._ready.set()
 
@@ -631,6 +638,28 @@ class Dashboard:
                 writer.writerow([text, "" if p is None else names[int(p.argmax())],
                                  *([""] * len(names) if p is None else [f"{v:.4f}" for v in p])])
         return str(out)
+
+    def download_model(self, name: str | None, fmt: str) -> str:
+        """The path of a zip of the model ``name`` in ``fmt`` (see :data:`textclf.model_zip.FORMATS`)."""
+        from textclf.export import ModelInfo
+
+        choice, folder = self.models.folder(name)
+
+        def validation() -> Any:
+            import optuna
+
+            from textclf.runner import validation_of
+
+            study_name = ModelInfo.load(folder).study
+            try:
+                study = optuna.load_study(study_name=study_name, storage=self.storage)
+            except KeyError:
+                raise TextclfError(f"the study of model {choice[:100]!r} is no longer in the storage, and the ONNX "
+                                   "export's parity gate needs its validation split; download the PyTorch format"
+                                   ) from None
+            return validation_of(study)
+
+        return str(self.zips.get(folder, fmt, validation))
 
     # ---------------------------------------------------------------- Attention
     def attention(self, text: str, models: list[str] | None, layer: int, head: int | None, max_length: int = 128

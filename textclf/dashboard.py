@@ -641,22 +641,17 @@ class Dashboard:
 
     def download_model(self, name: str | None, fmt: str) -> str:
         """The path of a zip of the model ``name`` in ``fmt`` (see :data:`textclf.model_zip.FORMATS`)."""
-        from textclf.export import ModelInfo
+        _, folder = self.models.folder(name)
 
-        choice, folder = self.models.folder(name)
-
-        def validation() -> Any:
-            import optuna
-
+        def validation(study_name: str | None) -> Any:
             from textclf.runner import validation_of
+            from textclf.storage import load_study
 
-            study_name = ModelInfo.load(folder).study
             try:
-                study = optuna.load_study(study_name=study_name, storage=self.storage)
-            except KeyError:
-                raise TextclfError(f"the study of model {choice[:100]!r} is no longer in the storage, and the ONNX "
-                                   "export's parity gate needs its validation split; download the PyTorch format"
-                                   ) from None
+                study = load_study(study_name or "", self.storage)
+            except ConfigError as exc:
+                raise TextclfError(f"{exc}; the ONNX export's parity gate needs the study's validation split: "
+                                   "download the PyTorch format") from None
             return validation_of(study)
 
         return str(self.zips.get(folder, fmt, validation))

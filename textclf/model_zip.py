@@ -3,7 +3,7 @@ made only when it passes the parity gate on the study's validation split (:func:
 
 from __future__ import annotations
 
-import re
+import shutil
 import tempfile
 import threading
 import zipfile
@@ -49,14 +49,16 @@ class ModelZips:
         self.workdir = workdir
         self._lock = threading.Lock()
 
-    def get(self, folder: Path, fmt: str, validation: Callable[[], Any]) -> Path:
-        """The zip of the model at ``folder`` in ``fmt``; ``validation()`` gives the split the ONNX gate scores on
-        (called only for an ONNX format that is not made yet)."""
+    def get(self, folder: Path, fmt: str, validation: Callable[[str | None], Any]) -> Path:
+        """The zip of the model at ``folder`` in ``fmt``; ``validation(study)`` gives the split the ONNX gate scores
+        on, given the name of the study that kept the model (called only for an ONNX format that is not made yet)."""
         from textclf.export import META_FILE, ModelInfo
+        from textclf.storage import safe_name
 
         check_format(fmt)
         info = ModelInfo.load(folder)
-        top = _safe(f"{info.study or folder.parent.name}-{folder.name}" + ("" if fmt == "pytorch" else f"-{fmt}"))
+        name = f"{info.study or folder.parent.name}-{folder.name}" + ("" if fmt == "pytorch" else f"-{fmt}")
+        top = safe_name(name, "model")[:120]
         version = int((folder / META_FILE).stat().st_mtime)
         with self._lock:
             if self.workdir is None:
@@ -69,22 +71,10 @@ class ModelZips:
                 return zip_folder(folder, out, top)
             from textclf.onnx_export import export_onnx
 
-            split = validation()
+            split = validation(info.study)
             export = self.workdir / f".{top}-{version}.onnx"
             export_onnx(folder, export, split.texts, split.labels, quantize=FORMATS[fmt][1], force=True)
             try:
                 return zip_folder(export, out, top)
             finally:
-                _remove_export(export)
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.\-]+", "_", name).strip("._")[:120] or "model"
-
-
-def _remove_export(folder: Path) -> None:
-    """The ONNX folder once it is zipped: only the files export_onnx writes there, then the folder."""
-    for path in folder.iterdir():
-        if path.is_file():
-            path.unlink()
-    folder.rmdir()
+                shutil.rmtree(export)  # made just above, inside the folder this object made

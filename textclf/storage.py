@@ -121,9 +121,14 @@ def list_studies(storage: Any = None) -> list[str]:
     return [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))]
 
 
+def safe_name(text: str, fallback: str) -> str:
+    """``text`` as a file name: letters, digits, ``_ . -`` only, no leading dot (``fallback`` if nothing is left)."""
+    return re.sub(r"[^A-Za-z0-9_.\-]+", "_", text).strip("._") or fallback
+
+
 def model_folder(models_dir: Path | str, backbone: str) -> Path:
     """Where a study keeps the best model of ``backbone``: one folder per backbone, named safely."""
-    return Path(models_dir) / (re.sub(r"[^A-Za-z0-9_.\-]+", "_", backbone).strip("._") or "backbone")
+    return Path(models_dir) / safe_name(backbone, "backbone")
 
 
 # ------------------------------------------------------------------------------------------------------ setup record

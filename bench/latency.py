@@ -39,7 +39,8 @@ def onnx_folders(model_dir: str, into: Path) -> dict[str, str]:
         try:
             report = export_onnx(model_dir, into / name.replace(" ", "-"), val.texts, val.labels, quantize=quantize)
             out[name] = str(into / name.replace(" ", "-"))
-            print(f"{name}: gate passed: {report.line()}", flush=True)
+            fused = ", ".join(f"{k} x{n}" for k, n in report.fused.items()) or "none"
+            print(f"{name}: fusions {fused}; gate passed: {report.line()}", flush=True)
         except ExportRefused as exc:
             print(f"{name}: refused: {exc}", flush=True)
     return out

@@ -168,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 split = validation_of(study)
                 report = export_onnx(src, args.out, split.texts, split.labels, quantize=args.quantize,
                                      force=args.force)
+                fused = ", ".join(f"{name} x{n}" for name, n in report.fused.items()) or "none"
+                print(f"ONNX Runtime fusions: {fused}")
                 print(f"parity gate passed: {report.line()}")
                 print(f"exported to {Path(args.out).expanduser().resolve()}")
             elif args.quantize:

@@ -1,7 +1,8 @@
 """ONNX export with a parity gate, and the ONNX Runtime model :class:`textclf.predict.Predictor` serves.
 
-``export_onnx`` writes a model folder whose weights are ``model.onnx`` (torch's own exporter; optionally int8 weights
-through ONNX Runtime's dynamic quantiser) beside the same tokenizer, labels and thresholds. Before it is written it
+``export_onnx`` writes a model folder whose weights are ``model.onnx`` (torch's own exporter, then onnxscript's
+ONNX Runtime fusions: attention, skip-LayerNorm and bias-GELU become ONNX Runtime's fused kernels; optionally int8
+weights through ONNX Runtime's dynamic quantiser) beside the same tokenizer, labels and thresholds. Before it is written it
 must agree with the PyTorch model it came from on held-out texts: the same top labels on at least ``AGREE_MIN`` of
 them and the study metric no more than ``DROP_MAX`` lower. Otherwise nothing is written and the figures say why.
 """
@@ -9,7 +10,7 @@ them and the study metric no more than ``DROP_MAX`` lower. Otherwise nothing is 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -62,6 +63,8 @@ class GateReport:
     metric: str
     torch_value: float
     onnx_value: float
+    fused: dict[str, int] = field(default_factory=dict)  # onnxscript's fusions applied to the graph, and how often
+
 
     @property
     def drop(self) -> float:
@@ -119,11 +122,31 @@ def _export_graph(model: Any, tokenizer: Any, path: Path) -> None:
                             f"{first} (TorchScript exporter: {second}); keep the PyTorch folder for this model") from None
 
 
+def _fuse(path: Path) -> dict[str, int]:
+    """Rewrite the exported graph with onnxscript's ONNX Runtime fusions (the tool made for torch.export graphs;
+    ONNX Runtime's own ``optimizer`` only matches the TorchScript exporter's attention). Returns how often each
+    fusion applied, e.g. ``{"attention": 6, "skip_layer_normalization": 12}``; a graph none of whose patterns match
+    is left as it is, and the gate checks the result either way."""
+    import onnx_ir as ir
+    from onnxscript.rewriter.ort_fusions import optimize_for_ort
+
+    model, counts = optimize_for_ort(ir.load(str(path)))
+    fused = {name: n for name, n in counts.items() if n}
+    if fused:
+        ir.save(model, str(path))
+    return fused
+
+
 def _quantize(path: Path) -> None:
+    """Dynamic int8 weights, one scale per output channel in 7 bits: of the quantiser's options, the one whose top
+    labels stayed closest to fp32 on sst2 (docs/benchmarks.md §3). Fused kernels carry no type information for the
+    quantiser's shape inference, hence the float default."""
+    from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     int8 = path.with_name("model.int8.onnx")
-    quantize_dynamic(str(path), str(int8), weight_type=QuantType.QInt8)
+    quantize_dynamic(str(path), str(int8), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
+                     extra_options={"DefaultTensorType": TensorProto.FLOAT})
     int8.replace(path)
 
 
@@ -164,11 +187,13 @@ def export_onnx(src: str | Path, out: str | Path, texts: list[str], labels: list
             if path.is_file() and not path.name.startswith(".") and path.suffix != ".safetensors":
                 shutil.copy2(path, tmp / path.name)
         _export_graph(reference.model, reference.tokenizer, tmp / ONNX_FILE)
+        fused = _fuse(tmp / ONNX_FILE)
         if quantize == "int8":
             _quantize(tmp / ONNX_FILE)
         report = gate(reference, Predictor.from_dir(tmp), texts, labels, info.metric or "accuracy")
+        report.fused = fused
         if not report.passed:
-            fallback = "; export without --quantize (fp32) instead" if quantize else ""
+            fallback = "; export it as ONNX fp32 instead, without int8 weights" if quantize else ""
             raise ExportRefused(f"the ONNX model{' (int8)' if quantize else ''} fails the parity gate: "
                                 f"{report.line()}; nothing was written{fallback}")
     return report

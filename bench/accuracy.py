@@ -1,4 +1,5 @@
-"""Real-data accuracy: a minilm study per dataset under a fixed time budget, printing the best validation score, the
+"""Real-data accuracy: a study per dataset under a fixed time budget (minilm, or ``--backbones``, compared in one
+study), printing the best validation score, the
 test score of the chosen model (scored once), the best traditional baseline on the same splits, and wall time.
 
     python bench/accuracy.py [--datasets sst2,trec6,emotion,banking77,goemotions] [--budget-min 20]
@@ -87,8 +88,8 @@ def main() -> None:
     parser.add_argument("--max-train-samples", type=int, default=None,
                         help="the low-data table: N training rows, textclf's defaults alone")
     parser.add_argument("--backbones", default="minilm",
-                        help="low-data table: one study per backbone, e.g. minilm,mpnet,scratch:minilm "
-                             "(mpnet: python -m textclf fetch mpnet)")
+                        help="the backbones, e.g. minilm,mpnet,scratch:minilm (mpnet: python -m textclf fetch "
+                             "mpnet); full data: compared in one study, low-data table: one study per backbone")
     args = parser.parse_args()
     from textclf.study import SearchSpace, StudyConfig, run_study
 
@@ -104,7 +105,7 @@ def main() -> None:
             levers = dict(LEVERS.get(name, {"space": {}}))
             space = SearchSpace(**levers.pop("space"))
             print(f"{name}: levers {levers}, search space {space}", flush=True)
-            cfg = StudyConfig(study=name, data=path, backbones=["minilm"], trials=args.trials,
+            cfg = StudyConfig(study=name, data=path, backbones=args.backbones.split(","), trials=args.trials,
                               timeout=args.budget_min * 60, space=space, storage=f"sqlite:///{tmp}/a.db",
                               models_dir=f"{tmp}/models", **levers)
             start = time.perf_counter()
@@ -112,14 +113,19 @@ def main() -> None:
             wall = time.perf_counter() - start
         split, target = TARGETS.get(name, ("test", None))
         score = s["best"]["value"] if split == "validation" else (s["test"] or {}).get("value")
-        rows.append((name, s["metric"], s["best"]["value"], (s["test"] or {}).get("value"), s["baseline"],
-                     s["baseline_test"], wall / 60, split, target, score))
-    print("\n| dataset | metric | best validation | test (chosen model, once) | baseline val / test | minutes | target |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for name, metric, val, test, bval, btest, minutes, split, target, score in rows:
+        done = [t for t in s["trials"] if t["state"] == "COMPLETE" and t["train_time_s"]]
+        per_trial = sum(t["train_time_s"] for t in done) / len(done) if done else float("nan")
+        rows.append((name, s["best"]["backbone"], s["metric"], s["best"]["value"],
+                     (s["test"] or {}).get("value"), s["baseline"], s["baseline_test"], wall / 60, len(s["trials"]),
+                     per_trial, split, target, score))
+    print("\n| dataset | chosen backbone | metric | best validation | test (chosen model, once) | baseline val / test | "
+          "minutes, trials | s per trial | target |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, backbone, metric, val, test, bval, btest, minutes, n, per_trial, split, target, score in rows:
         hit = "" if target is None or score is None else (" ✓" if score >= target else " ✗")
-        print(f"| {name} | {metric} | {val:.4f} | {test if test is None else f'{test:.4f}'} | {bval:.4f} / "
-              f"{btest if btest is None else f'{btest:.4f}'} | {minutes:.1f} | {split} ≥ {target}{hit} |")
+        print(f"| {name} | {backbone} | {metric} | {val:.4f} | {test if test is None else f'{test:.4f}'} | {bval:.4f} / "
+              f"{btest if btest is None else f'{btest:.4f}'} | {minutes:.1f}, {n} | {per_trial:.0f} | "
+              f"{split} ≥ {target}{hit} |")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,12 @@ PUBLISHED_1K = {"sst2": (82.3, 82.8, 72.2), "emotion": (81.2, 60.7, 61.9), "bank
                 "ag_news": (88.0, 87.7, 82.9), "trec6": (73.6, 57.8, 67.7)}
 
 
+def _ece(test: dict | None) -> str:
+    """The chosen model's test ECE before and after its temperature (single-label), or '-'."""
+    cal = (test or {}).get("calibration")
+    return f"{cal['ece']:.4f} / {cal['ece_scaled']:.4f} (T={cal['temperature']:.2f})" if cal else "-"
+
+
 def low_data(names: list[str], rows: int, budget_min: float, trials: int, backbones: list[str]) -> None:
     """Defaults only, on ``rows`` training rows, one study per backbone under the same budget: test accuracy,
     macro-F1 and weighted F1 of the chosen model, and the mean training time of a finished trial."""
@@ -66,18 +72,19 @@ def low_data(names: list[str], rows: int, budget_min: float, trials: int, backbo
             times = [t["train_time_s"] for t in s["trials"] if t["state"] == "COMPLETE" and t["train_time_s"]]
             per_trial = sum(times) / len(times) if times else float("nan")
             table.append((name, backbone, s["metric"], s["best"]["value"], test, s["baseline_model"],
-                          s["baseline_test"], s["warnings"], wall / 60, len(s["trials"]), per_trial))
+                          s["baseline_test"], s["warnings"], wall / 60, len(s["trials"]), per_trial,
+                          _ece(s["test"])))
     print(f"\n| dataset ({rows} rows) | backbone | selected on | validation | test accuracy | test macro-F1 | "
           "test weighted F1 | best baseline, test | published weighted F1: MiniLM / SetFit / TF-IDF | "
-          "minutes, trials | s per trial |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for name, backbone, metric, val, test, base, btest, warnings, minutes, n, per_trial in table:
+          "minutes, trials | s per trial | test ECE before / after scaling |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, backbone, metric, val, test, base, btest, warnings, minutes, n, per_trial, ece in table:
         ref = " / ".join(f"{v:.1f}" for v in PUBLISHED_1K.get(name, ())) or "-"
         flag = " (warned)" if warnings else ""
         print(f"| {name} | {backbone} | {metric} | {val:.4f} | {test.get('accuracy', float('nan')):.4f} | "
               f"{test.get('macro_f1', float('nan')):.4f} | {test.get('weighted_f1', float('nan')):.4f} | "
               f"{base} {btest if btest is None else f'{btest:.4f}'}{flag} | {ref} | {minutes:.1f}, {n} | "
-              f"{per_trial:.0f} |")
+              f"{per_trial:.0f} | {ece} |")
 
 
 def main() -> None:
@@ -117,14 +124,14 @@ def main() -> None:
         per_trial = sum(t["train_time_s"] for t in done) / len(done) if done else float("nan")
         rows.append((name, s["best"]["backbone"], s["metric"], s["best"]["value"],
                      (s["test"] or {}).get("value"), s["baseline"], s["baseline_test"], wall / 60, len(s["trials"]),
-                     per_trial, split, target, score))
+                     per_trial, split, target, score, _ece(s["test"])))
     print("\n| dataset | chosen backbone | metric | best validation | test (chosen model, once) | baseline val / test | "
-          "minutes, trials | s per trial | target |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for name, backbone, metric, val, test, bval, btest, minutes, n, per_trial, split, target, score in rows:
+          "minutes, trials | s per trial | test ECE before / after scaling | target |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, backbone, metric, val, test, bval, btest, minutes, n, per_trial, split, target, score, ece in rows:
         hit = "" if target is None or score is None else (" ✓" if score >= target else " ✗")
         print(f"| {name} | {backbone} | {metric} | {val:.4f} | {test if test is None else f'{test:.4f}'} | {bval:.4f} / "
-              f"{btest if btest is None else f'{btest:.4f}'} | {minutes:.1f}, {n} | {per_trial:.0f} | "
+              f"{btest if btest is None else f'{btest:.4f}'} | {minutes:.1f}, {n} | {per_trial:.0f} | {ece} | "
               f"{split} ≥ {target}{hit} |")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from textclf.calibration import ece, fit_temperature, nll, reliability, softmax
+from textclf.calibration import calibrate, ece, fit_temperature, nll, reliability, rescale, softmax
 
 
 def test_ece_of_known_cases() -> None:
@@ -46,3 +46,21 @@ def test_a_calibrated_model_keeps_a_temperature_near_one() -> None:
     logits = rng.normal(0, 2, (5000, 3))
     labels = np.array([rng.choice(3, p=p) for p in softmax(logits)])  # labels drawn from the model's own belief
     assert fit_temperature(logits, labels) == pytest.approx(1.0, abs=0.1)
+
+
+def test_rescaling_probabilities_equals_scaling_their_logits() -> None:
+    rng = np.random.default_rng(2)
+    logits = rng.normal(0, 3, (200, 5))
+    for t in (0.5, 1.0, 2.5):
+        np.testing.assert_allclose(rescale(softmax(logits), t), softmax(logits, t), atol=1e-9)
+    np.testing.assert_allclose(rescale(rescale(softmax(logits), 2.0), 0.5), softmax(logits), atol=1e-9)  # undone
+
+
+def test_calibrate_reports_the_fitted_temperature_and_both_eces() -> None:
+    rng = np.random.default_rng(3)
+    base = rng.normal(0, 1.5, (4000, 3))
+    labels = np.array([rng.choice(3, p=p) for p in softmax(base)])
+    cal = calibrate(softmax(3.0 * base), labels)
+    assert 2.5 < cal.temperature < 3.5 and cal.ece_before > 0.1 and cal.ece_after < 0.03
+    assert cal.as_dict() == {"temperature": cal.temperature, "validation_ece": cal.ece_before,
+                             "validation_ece_scaled": cal.ece_after}

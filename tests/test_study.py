@@ -108,7 +108,18 @@ def test_export_loads_in_transformers_pipeline_with_the_same_top_label(tiny_mode
     ours = Predictor.from_dir(out).predict(texts)
     theirs = clf(texts)
     assert [p.label for p in ours] == [r["label"] for r in theirs]
-    assert [p.probabilities[p.label] for p in ours] == pytest.approx([r["score"] for r in theirs], abs=1e-4)
+    # Our probabilities are temperature-scaled; the card's recipe turns pipeline()'s logits into the same ones.
+    import json
+
+    import numpy as np
+
+    t = json.loads((out / "textclf.json").read_text())["temperature"]
+    assert f"/ {t:.6f}" in card
+    exact = Predictor.from_dir(out, precision="fp32").predict(texts)  # pipeline() runs fp32
+    for p, scores in zip(exact, clf(texts, top_k=None, function_to_apply="none"), strict=True):
+        z = np.array([s["score"] for s in scores]) / t
+        probs = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+        assert dict(zip([s["label"] for s in scores], probs, strict=True)) == pytest.approx(p.probabilities, abs=1e-4)
 
 
 def test_failed_trial_records_its_reason_and_the_study_goes_on(tiny_models: dict, studies: Path) -> None:
@@ -234,6 +245,39 @@ def test_test_split_is_scored_once_for_the_chosen_model(tiny_models: dict, studi
     study = load_study("t1")
     assert score_test(study, load_data("demo"), "accuracy", quiet) == test
     assert calls == []
+
+
+def test_kept_models_carry_a_fitted_temperature_that_predictions_apply(tiny_models: dict, studies: Path) -> None:
+    import json
+
+    import numpy as np
+
+    from textclf.calibration import rescale
+    from textclf.data import load_data
+    from textclf.export import META_FILE, PROBS_FILE, validation_probs
+    from textclf.predict import Predictor
+
+    summary = run_study(StudyConfig(study="cal", data="demo", backbones=["tiny-bert"], trials=1, **FAST),
+                        progress=False, log=quiet)
+    folder = best_model_dir(load_study("cal"))
+    info = json.loads((folder / META_FILE).read_text())
+    t = info["temperature"]
+    assert t > 0 and t != 1.0 and set(info["calibration"]) == {"temperature", "validation_ece", "validation_ece_scaled"}
+    assert info["calibration"]["validation_ece_scaled"] <= info["calibration"]["validation_ece"] + 1e-9
+    assert PROBS_FILE in info["files"] and f"{t:.4f}" in (folder / "README.md").read_text()
+    data = load_data("demo")
+    val = data.validation
+    kept = validation_probs(folder, len(val.texts), data.num_labels)
+    assert kept is not None and validation_probs(folder, len(val.texts) + 1, data.num_labels) is None  # another split's: refused
+    served = Predictor.from_dir(folder, precision="fp32")
+    assert served.temperature == t
+    raw = Predictor.from_dir(folder, precision="fp32")
+    raw.temperature = 1.0
+    texts = val.texts[:8]
+    np.testing.assert_allclose(served.predict_proba(texts), rescale(raw.predict_proba(texts), t), atol=1e-5)
+    assert [p.label for p in served.predict(texts)] == [p.label for p in raw.predict(texts)]
+    cal = summary["test"]["calibration"]
+    assert cal["temperature"] == t and 0 <= cal["ece_scaled"] <= 1 and 0 <= cal["ece"] <= 1 and cal["ece"] != cal["ece_scaled"]
 
 
 def test_seed_reruns_give_mean_and_spread_without_changing_selection(tiny_models: dict, studies: Path) -> None:
@@ -363,7 +407,7 @@ def test_time_budget_ends_a_running_trial_with_its_result_kept(tiny_models: dict
     from textclf.dashboard import Dashboard, DashboardConfig
 
     rows, _ = Dashboard(DashboardConfig.from_env()).study_status("budget")
-    assert rows[0][6].startswith("complete (time budget)")  # the live table says why it ended early
+    assert rows[0][8].startswith("complete (time budget)")  # the live table says why it ended early
 
 
 @pytest.mark.parametrize("backbone", ["tiny-bert", "tiny-xlnet"])  # XLNet pads on the left

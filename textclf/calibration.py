@@ -73,3 +73,30 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     result = minimize_scalar(lambda log_t: nll(logits, labels, float(np.exp(log_t))),
                              bounds=tuple(np.log(T_RANGE)), method="bounded", options={"xatol": 1e-4})
     return float(np.exp(result.x))
+
+
+def rescale(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """Single-label probabilities as if their logits had been divided by ``temperature``. The log of a softmax differs
+    from its logits by one constant per row, which the softmax ignores, so the logits themselves are not needed."""
+    p = np.asarray(probabilities, dtype=float)
+    return softmax(np.log(np.clip(p, np.finfo(float).tiny, 1.0)), temperature)
+
+
+@dataclass
+class Calibration:
+    """A temperature fitted on validation, and the expected calibration error there before and after it."""
+
+    temperature: float
+    ece_before: float
+    ece_after: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"temperature": self.temperature, "validation_ece": self.ece_before,
+                "validation_ece_scaled": self.ece_after}
+
+
+def calibrate(probabilities: np.ndarray, labels: np.ndarray) -> Calibration:
+    """Fit the temperature on a model's validation probabilities (single-label) and measure what it changes."""
+    p = np.asarray(probabilities, dtype=float)
+    t = fit_temperature(np.log(np.clip(p, np.finfo(float).tiny, 1.0)), labels)
+    return Calibration(t, ece(p, labels), ece(rescale(p, t), labels))

@@ -88,6 +88,10 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print(f"test split (the chosen model, trial {test['trial']} {test['backbone']}, scored once): "
               f"{metric}={test['value']:.4f}" + (f"; {summary.get('baseline_model')} on test {base:.4f}"
                                                  if base is not None else ""))
+        cal = test.get("calibration")
+        if cal:
+            print(f"  calibration: temperature {cal['temperature']:.3f} (fitted on validation); expected calibration "
+                  f"error on test {cal['ece']:.4f} before, {cal['ece_scaled']:.4f} after")
     best = summary["best"]
     if best:
         params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["params"].items())

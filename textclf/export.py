@@ -17,9 +17,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from textclf.errors import TextclfError
 
 META_FILE = "textclf.json"
+PROBS_FILE = "validation_probs.npy"
+MAX_PROBS = 4_000_000  # values (rows x labels, 16 MB as float32): beyond this the error browser goes without
 FILES_KEY = "files"  # in textclf.json: every file textclf wrote into the folder
 # What save_pretrained and the tokenizers write: model folders kept before textclf.json listed its files.
 WRITTEN_NAMES = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -43,6 +47,10 @@ class ModelInfo:
     metric: str | None = None  # the study's metric: what "best" means for this model (older folders: the task's default)
     max_length: int | None = None  # the tokens per text it was trained on (older folders: None, the predictor's 512)
     truncation: str = "head"  # how a longer text was cut in training, and is cut for predictions: head or head_tail
+    # Single-label: the logits are divided by this before the softmax (temperature scaling, fitted on validation,
+    # textclf.calibration); None: not scaled (multi-label models, older folders).
+    temperature: float | None = None
+    calibration: dict[str, float] = field(default_factory=dict)  # validation ECE before and after the temperature
 
     @classmethod
     def load(cls, folder: str | Path) -> ModelInfo:
@@ -81,6 +89,13 @@ def _model_card(info: ModelInfo) -> str:
     elif info.threshold is not None:
         lines.append(f"A label is predicted when its sigmoid probability is at least {info.threshold:.2f} "
                      "(chosen on the validation split).")
+    if info.temperature:
+        cal = info.calibration
+        ece = (f" (expected calibration error on validation {cal['validation_ece']:.3f} before, "
+               f"{cal['validation_ece_scaled']:.3f} after)") if "validation_ece" in cal else ""
+        lines.append(f"textclf divides the logits by a temperature of {info.temperature:.4f} before the softmax, "
+                     f"fitted on the validation split{ece}; it changes the confidence, not the labels. "
+                     "`pipeline()` does not know it: see Use.")
     if info.study is not None:
         lines.append(f"\nBest trial of backbone `{info.backbone}` in study `{info.study}` (trial {info.trial}).")
     for split, values in info.metrics.items():
@@ -96,7 +111,24 @@ def _model_card(info: ModelInfo) -> str:
     lines += ["", "## Use", "", "```python", "from transformers import pipeline",
               'clf = pipeline("text-classification", model="PATH/TO/THIS/FOLDER")',
               'print(clf("your text here", top_k=None))', "```", ""]
+    if info.temperature:
+        lines += ["For the calibrated probabilities textclf reports, take the logits and scale them:", "",
+                  "```python", "import numpy as np",
+                  'scores = clf("your text here", top_k=None, function_to_apply="none")  # logits',
+                  f"z = np.array([s['score'] for s in scores]) / {info.temperature:.6f}",
+                  "p = np.exp(z - z.max()); p /= p.sum()  # in the order of scores' labels", "```", ""]
     return "\n".join(lines)
+
+
+def validation_probs(folder: str | Path, rows: int, labels: int) -> np.ndarray | None:
+    """The probabilities a kept model gave the validation split (before temperature scaling), or None where the
+    folder has none or they do not fit a split of ``rows`` rows and ``labels`` labels (another data set's)."""
+    path = Path(folder) / PROBS_FILE
+    try:
+        p = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    return p if p.shape == (rows, labels) else None
 
 
 def is_model_folder(folder: str | Path) -> bool:
@@ -154,11 +186,16 @@ def _finish(folder: Path) -> None:
         path.chmod(mode)
 
 
-def save_model(model: Any, tokenizer: Any, out: str | Path, info: ModelInfo, force: bool = True) -> Path:
-    """Write a ``save_pretrained`` folder (model, tokenizer, labels, thresholds, model card) atomically. An older
-    model folder at ``out`` is replaced when ``force``; anything else there is never touched (TextclfError)."""
+def save_model(model: Any, tokenizer: Any, out: str | Path, info: ModelInfo, force: bool = True,
+               validation_probs: Any = None) -> Path:
+    """Write a ``save_pretrained`` folder (model, tokenizer, labels, thresholds, model card) atomically, with the
+    model's probabilities on the validation split if given (what the error browser and the reliability diagram
+    read; rows in split order, before temperature scaling). An older model folder at ``out`` is replaced when
+    ``force``; anything else there is never touched (TextclfError)."""
     out = Path(out).expanduser().resolve()
     with written_in_one_rename(out, force) as tmp:
+        if validation_probs is not None and np.size(validation_probs) <= MAX_PROBS:
+            np.save(tmp / PROBS_FILE, np.asarray(validation_probs, dtype=np.float32), allow_pickle=False)
         model.config.id2label = dict(enumerate(info.label_names))
         model.config.label2id = {n: i for i, n in enumerate(info.label_names)}
         if info.threshold is not None:

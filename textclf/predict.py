@@ -109,6 +109,8 @@ class Predictor:
         # One global threshold or one per class, as one value per label (0.5 where the folder has none).
         t = info.threshold if info.threshold is not None else 0.5
         self.thresholds = np.broadcast_to(np.asarray(t, dtype=float), (len(info.label_names),))
+        # Temperature scaling (single-label): confidence the validation split vouches for; the labels are unchanged.
+        self.temperature = float(info.temperature) if info.temperature and info.task != "multi_label" else 1.0
         self.fast = None
         onnx = isinstance(model, OnnxClassifier)  # ONNX Runtime runs the graph as exported
         on_cpu = onnx or next(model.parameters()).device.type == "cpu"
@@ -230,12 +232,16 @@ class Predictor:
                     logits = compiled(**batch).logits
             else:
                 logits = (self.fast or self.model)(**batch).logits
-            p = softmax_or_sigmoid(logits.float().numpy(), self.info.task)
+            p = self._probabilities(logits.float().numpy())
             close = self._close_calls(p) if self.fast is not None else []
             if len(close):
                 exact = self.model(**{k: v[close] for k, v in batch.items()}).logits.float().numpy()
-                p[close] = softmax_or_sigmoid(exact, self.info.task)
+                p[close] = self._probabilities(exact)
         return p
+
+    def _probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """Softmax (single-label, over the logits divided by the model's fitted temperature) or sigmoid."""
+        return softmax_or_sigmoid(logits / self.temperature if self.temperature != 1.0 else logits, self.info.task)
 
     def _close_calls(self, p: np.ndarray) -> np.ndarray:
         if self.info.task == "multi_label":

@@ -9,7 +9,10 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from textclf.backbones import SCRATCH_PREFIX, head_prefixes, load_model, load_tokenizer, resolve_backbone
+from textclf.calibration import calibrate
 from textclf.config import StudyConfig
 from textclf.data import TextData, load_data
 from textclf.errors import TextclfError
@@ -150,6 +153,7 @@ class _TrialMonitor:
 
         metric = self.runner.metric
         self.curve.append({"step": step, **metrics})
+        self.writer.curve(self.curve)  # the running trial's curve so far, for the live charts (a few writes a trial)
         self.trial.report(metrics[metric], step)
         if not self.protected and self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at {step / 100:.2f} epochs: {metric} {metrics[metric]:.4f}")
@@ -300,11 +304,11 @@ class TrialRunner:
         monitor.writer.result(result.metrics, result.train_time_s, stopped,
                               latency_ms(model, tok, val.texts, cfg.max_length), report, predictions)
         value = result.metrics[self.metric]
-        self._keep_if_best(trial, params, model, tok, result.metrics, value, threshold)
+        self._keep_if_best(trial, params, model, tok, result.metrics, value, threshold, result.val_probs)
         return value
 
     def _keep_if_best(self, trial: Any, params: dict[str, Any], model: Any, tok: Any, metrics: dict[str, float],
-                      value: float, threshold: float | list[float] | None) -> None:
+                      value: float, threshold: float | list[float] | None, val_probs: Any = None) -> None:
         """Save the model only if it beats this backbone's best so far: disk is finite."""
         if is_seed_rerun(trial):
             return  # a seed re-run measures spread; selection (and the kept model) stays with the searched trials
@@ -325,9 +329,13 @@ class TrialRunner:
                          study=self.cfg.study, trial=trial.number, metric=self.metric,
                          max_length=self.max_length(backbone.removeprefix(SCRATCH_PREFIX), tok),
                          truncation=params.get("truncation") or self.cfg.truncation or "head")
+        # Multi-label keeps per-label sigmoids with thresholds chosen on validation; a diverged model (NaN) none.
+        if val_probs is not None and self.data.task != "multi_label" and np.isfinite(val_probs).all():
+            cal = calibrate(val_probs, np.asarray(self.data.validation.labels))
+            info.temperature, info.calibration = cal.temperature, cal.as_dict()
         writer = TrialWriter(trial)
         try:
-            save_model(model, tok, out, info)
+            save_model(model, tok, out, info, validation_probs=val_probs)
         except (OSError, TextclfError) as exc:
             # The trial itself finished: its result stays in the storage even if its model cannot be kept.
             writer.model_not_kept(f"{type(exc).__name__}: {exc}")

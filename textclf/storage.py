@@ -267,6 +267,7 @@ class TrialRecord:
     distributions: dict[str, Any] = field(default_factory=dict)  # what each parameter was sampled from (Optuna's)
     predictions: dict[str, Any] = field(default_factory=dict)  # its most frequent answer on validation, and shares
     max_length: int | None = None  # the tokens per text it was trained on
+    started: float | None = None  # when it started (seconds since the epoch)
 
     @property
     def collapsed(self) -> bool:
@@ -291,7 +292,7 @@ def trial_record(t: Any, trials: list[Any]) -> TrialRecord:
         stopped=ua.get("stopped"), latency_ms=ua.get("latency_ms"), n_params=ua.get("n_params"),
         model_dir=ua.get("model_dir"), model_save_error=ua.get("model_save_error"), worker=ua.get("worker"),
         distributions=dict(t.distributions), predictions=dict(ua.get("predictions") or {}),
-        max_length=ua.get("max_length"))
+        max_length=ua.get("max_length"), started=t.datetime_start.timestamp() if t.datetime_start else None)
 
 
 @dataclass

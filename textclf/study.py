@@ -148,7 +148,7 @@ def run_study(cfg: StudyConfig, *, progress: bool = True, log: Callable[[str], N
         stored["baseline"] = traditional_baselines(data, metric, cfg.seed, cfg.threshold_mode)  # type: ignore[arg-type]
     if "majority" not in stored:
         stored["majority"] = majority_baseline(data, metric, cfg.threshold_mode)
-    stored["runs"] = [*stored.get("runs", []), {"trials": cfg.trials, "started": time.time()}]
+    stored["runs"] = [*stored.get("runs", []), {"trials": cfg.trials, "started": time.time(), "timeout": cfg.timeout}]
     write_setup(study, stored)
     for note in data.notes:
         log(f"data: {note}")
@@ -197,6 +197,17 @@ def enqueue_seed_reruns(study: Any, k: int, base_seed: int) -> int:
     return queued
 
 
+def test_calibration(probs: Any, labels: list[int], temperature: float) -> dict[str, float]:
+    """Expected calibration error on test of the probabilities served (scaled by ``temperature``) and of the
+    model's own (the scaling undone): the honest check of a temperature fitted on validation."""
+    import numpy as np
+
+    from textclf.calibration import ece, rescale
+
+    y = np.asarray(labels)
+    return {"temperature": temperature, "ece_scaled": ece(probs, y), "ece": ece(rescale(probs, 1.0 / temperature), y)}
+
+
 def score_test(study: Any, data: TextData, metric: str, log: Callable[[str], None]) -> dict[str, Any] | None:
     """Score the chosen model (best on validation) on the test split, once: a chosen model already scored is not
     scored again, and nothing is ever selected on these numbers."""
@@ -221,10 +232,12 @@ def score_test(study: Any, data: TextData, metric: str, log: Callable[[str], Non
     info = predictor.info
     if info.trial != best.number:
         return None  # the kept folder belongs to another trial (another worker is writing): score it next time
-    metrics = compute_metrics(data.task, data.test.labels, predictor.predict_proba(data.test.texts),
-                              threshold=info.threshold, metric=metric)
+    probs = predictor.predict_proba(data.test.texts)
+    metrics = compute_metrics(data.task, data.test.labels, probs, threshold=info.threshold, metric=metric)
     test = {"trial": info.trial, "backbone": info.backbone, "split": "test", "metric": metric,
             "value": metrics[metric], "metrics": metrics, "n": len(data.test)}
+    if data.task != "multi_label":
+        test["calibration"] = test_calibration(probs, data.test.labels, predictor.temperature)
     setup["test"] = test
     write_setup(study, setup)
     log(f"test split, chosen model (trial {info.trial}, {info.backbone}), scored once: {metric}={metrics[metric]:.4f}")

@@ -111,3 +111,62 @@ def best_model_dir(study: Any, backbone: str | None = None) -> Path:
         raise TextclfError(f"the best {backbone!r} model of study {record.name!r} is not at {folder} "
                            "(models are kept on the machine that trained them); run export there")
     return folder
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def study_overview(record: StudyRecord, *, running: bool, now: float) -> list[str]:
+    """The study at a glance, as Markdown lines (every name escaped): each backbone's best validation score (± its
+    seed spread), the baselines, the trials by state, time spent and, while it runs, an estimate of time left; once
+    it has ended, the chosen model's test score and calibration."""
+    from textclf.analysis import remaining_s
+    from textclf.safety import md
+
+    metric, setup = md(record.metric), record.setup
+    spread = seed_spread(record)
+    best = record.best()
+    scores = []
+    for backbone, t in sorted(record.best_per_backbone().items(), key=lambda kv: -(kv[1].value or 0)):
+        s = spread.get(backbone)
+        extra = f" (mean {s['mean']:.4f} ± {s['std']:.4f} over {s['n']} seeds)" if s else ""
+        chosen = " ← chosen" if best is not None and t.number == best.number else ""
+        scores.append(f"**{md(backbone)}** {t.value:.4f}{extra}{chosen}")
+    lines = [f"Best {metric} on validation: " + (" · ".join(scores) if scores else "no finished trial yet")]
+    base = setup.get("baseline") or {}
+    others = [f"{md(name)} {v['value']:.4f}" for name, v in (base.get("baselines") or {}).items()
+              if isinstance(v, dict) and isinstance(v.get("value"), (int, float))]
+    majority = (setup.get("majority") or {}).get("value")
+    if others or majority is not None:
+        lines.append("Baselines: " + " · ".join(others + ([f"majority class {majority:.4f}"] if majority is not None
+                                                          else [])))
+    states = {state: sum(t.state == state for t in record.trials) for state in ("COMPLETE", "PRUNED", "FAIL")}
+    counts = f"Trials: {states['COMPLETE']} complete, {states['PRUNED']} pruned, {states['FAIL']} failed"
+    run = (setup.get("runs") or [{}])[-1]
+    this_run = [t for t in record.trials if t.started is not None and t.started >= run.get("started", 0) - 1]
+    if running and run.get("started"):
+        elapsed = now - run["started"]
+        done = [t.duration_s for t in this_run if t.state in ("COMPLETE", "PRUNED") and t.duration_s]
+        current = next((t for t in this_run if t.state == "RUNNING"), None)
+        left_trials = max(0, int(run.get("trials") or 0) - sum(t.state != "RUNNING" for t in this_run))
+        budget = run.get("timeout")
+        eta = remaining_s(done, left_trials, None if budget is None else budget - elapsed,
+                          now - current.started if current is not None and current.started else 0.0)
+        counts += f"; running for {_minutes(elapsed)}" + ("" if eta is None else f", about {_minutes(eta)} left")
+    else:
+        spent = sum(t.duration_s or 0 for t in record.trials)
+        counts += f"; {_minutes(spent)} of training in all" if spent else ""
+    lines.append(counts)
+    test = setup.get("test")
+    if not running and test:
+        line = (f"Test split (the chosen model, trial {test['trial']} {md(test['backbone'])}, scored once): "
+                f"{md(test['metric'])} {test['value']:.4f}")
+        if base.get("test_value") is not None:
+            line += f"; {md(base.get('model', 'baseline'))} on test {base['test_value']:.4f}"
+        cal = test.get("calibration")
+        if cal:
+            line += (f"; expected calibration error {cal['ece']:.4f} → {cal['ece_scaled']:.4f} with temperature "
+                     f"{cal['temperature']:.2f}")
+        lines.append(line)
+    return lines

@@ -29,8 +29,12 @@ from textclf.train import CLASS_WEIGHTS
 with without_stub_regeneration():  # gradio rewrites its own type stubs on import: ~2 s of start-up (see the module)
     import gradio as gr
 
-QUICK_DEMO = {"study": "quick-demo", "backbones": ["minilm", "scratch:minilm"], "trials": 4}
-TRIAL_HEADERS = ["#", "backbone", "lr", "head/enc", "batch", "epochs", "state", "score", "seconds"]
+DEFAULT_DATA = "demo-banking"  # the bundled sample the Data section opens with
+# The same settings as studies/quick-demo.toml, so `python -m textclf run --study quick-demo` repeats it.
+QUICK_DEMO = {"study": "quick-demo", "data": "demo-banking", "backbones": ["minilm", "scratch:minilm"], "trials": 4}
+ERROR_HEADERS = ["row", "text", "true", "predicted", "confidence", "margin"]
+TRIAL_HEADERS = ["#", "backbone", "lr", "head/enc", "batch", "epochs", "weight decay", "warmup", "state", "score",
+                 "seconds"]
 CHARTS = [("score_by_backbone", "Score by backbone"), ("history", "Optimisation history"),
           ("score_vs_lr", "Score vs encoder LR"), ("score_vs_ratio", "Score vs head/encoder ratio"),
           ("lr_ratio_map", "LR × ratio map"), ("learning_curves", "Learning curves"),
@@ -84,9 +88,9 @@ def build_demo(storage: str | None = None, studies_dir: str | None = None, publi
                 f"{MAX_TEXT_CHARS:,} characters a text.*") if cfg.public else ""
         gr.Markdown("# textclf\nFine-tune and compare transformer text classifiers: pretrained vs scratch vs TF-IDF, "
                     "learning rates and the head/encoder learning-rate ratio." + caps, elem_classes="textclf-header")
-        source = gr.State("demo")  # the data chosen in Data, which Study trains on
+        source = gr.State(DEFAULT_DATA)  # the data chosen in Data, which Study trains on
         with gr.Tabs():
-            _data_section(dash, source)
+            _data_section(dash, source, demo)
             backbone_tbl, existing = _study_section(dash, source)
             _compare_section(dash, existing)
             attn_models = _attention_section(dash)
@@ -115,10 +119,11 @@ def _models_choice(dash: Dashboard) -> Any:
     return gr.Dropdown(choices=list(dash.models.available()), value=[], allow_custom_value=True)
 
 
-def _data_section(dash: Dashboard, source: gr.State) -> None:
+def _data_section(dash: Dashboard, source: gr.State, demo: gr.Blocks) -> None:
     with gr.Tab("Data", id="data"):
         with gr.Row():
-            preset = gr.Dropdown(DATA_CHOICES, value="demo", label="Preset")
+            preset = gr.Dropdown(DATA_CHOICES, value=DEFAULT_DATA, label="Preset",
+                                 info="Used unless a file is uploaded or a hub id typed (an upload wins over a hub id)")
             upload = gr.File(label="…or upload a file (.csv .tsv .json .jsonl .parquet)",
                              file_types=[".csv", ".tsv", ".json", ".jsonl", ".parquet"], type="filepath")
             hub_id = gr.Textbox(label="…or a Hugging Face dataset id (online)", placeholder="owner/name", max_length=200)
@@ -136,7 +141,10 @@ def _data_section(dash: Dashboard, source: gr.State) -> None:
         md, rows, fig = dash.describe_data(src)
         return src, md, rows, fig
 
-    load_btn.click(load_data, [preset, upload, hub_id], [source, data_md, preview, dist], api_visibility="private")
+    outputs = [source, data_md, preview, dist]
+    load_btn.click(load_data, [preset, upload, hub_id], outputs, api_visibility="private")
+    preset.input(load_data, [preset, upload, hub_id], outputs, api_visibility="private")
+    demo.load(load_data, [preset, upload, hub_id], outputs, api_visibility="private")  # the preselected sample
 
 
 def _read_form(form: dict[str, Any], values: dict[Any, Any]) -> StudyForm:
@@ -156,7 +164,7 @@ def _study_section(dash: Dashboard, source: gr.State) -> tuple[gr.Dataframe, gr.
             study_name = gr.Textbox(value="my-study", label="Study name")
             backbones = gr.CheckboxGroup(cfg.backbones, value=[b for b in ("minilm", "scratch:minilm") if b in cfg.backbones],
                                          label="Backbones")
-        default = StudyForm(data="demo", backbones=[])
+        default = StudyForm(data=DEFAULT_DATA, backbones=[])
         with gr.Row():
             trials = gr.Slider(1, cfg.max_trials, value=min(int(default.trials), cfg.max_trials), step=1,
                                label="Trials to add")
@@ -182,7 +190,8 @@ def _study_section(dash: Dashboard, source: gr.State) -> tuple[gr.Dataframe, gr.
                 class_weight = gr.Dropdown(["auto", *CLASS_WEIGHTS, "search"], value=default.class_weight,
                                            label="Class weights (auto: searched for skewed labels, else none)")
         with gr.Row():
-            quick_btn = gr.Button("Quick demo", variant="secondary")
+            quick_btn = gr.Button(f"Quick demo ({QUICK_DEMO['trials']} trials, minilm vs random weights, "
+                                  f"{QUICK_DEMO['data']})", variant="secondary")
             start_btn = gr.Button("Start", variant="primary")
             resume_btn = gr.Button("Resume selected")
             stop_btn = gr.Button("Stop", variant="stop")
@@ -192,7 +201,20 @@ def _study_section(dash: Dashboard, source: gr.State) -> tuple[gr.Dataframe, gr.
             refresh_btn = gr.Button("↻", scale=0, min_width=60)
         study_msg = gr.Markdown()
         status_md = gr.Markdown("No study selected.")
-        trial_tbl = gr.Dataframe(headers=TRIAL_HEADERS, label="Trials (live)", max_height=420)
+        trial_tbl = gr.Dataframe(headers=TRIAL_HEADERS, label="Trials (live): click a row for the trial in full",
+                                 max_height=420, interactive=False, elem_id="trial-table")
+        picked = gr.State(None)  # the trial number whose details are shown (refreshed while it runs)
+        with gr.Row():
+            trial_md = gr.Markdown(elem_id="trial-detail")
+            trial_plot = gr.Plot(label="The trial")
+        with gr.Accordion("Manage studies", open=False):
+            compare_pick = gr.Dropdown([], multiselect=True, label="Compare studies' best results",
+                                       allow_custom_value=True)
+            compare_out = gr.Markdown()
+            if not dash.cfg.public:  # a public app never deletes
+                with gr.Row():
+                    confirm = gr.Textbox(label="Delete the selected study: type its name to confirm", max_length=120)
+                    delete_btn = gr.Button("Delete study and its models", variant="stop")
         ticker = gr.Timer(2.0)
 
     guarded = guard(dash)
@@ -214,7 +236,7 @@ def _study_section(dash: Dashboard, source: gr.State) -> tuple[gr.Dataframe, gr.
 
     @guarded
     def quick(request: gr.Request) -> tuple[str, Any, str]:
-        demo = StudyForm(data="demo", backbones=QUICK_DEMO["backbones"], trials=QUICK_DEMO["trials"])
+        demo = StudyForm(data=QUICK_DEMO["data"], backbones=QUICK_DEMO["backbones"], trials=QUICK_DEMO["trials"])
         msg = dash.start_study(QUICK_DEMO["study"], demo, owner=_session(request))
         names = sorted({*dash.list_studies(), QUICK_DEMO["study"]})
         return msg, gr.Dropdown(choices=names, value=QUICK_DEMO["study"]), QUICK_DEMO["study"]
@@ -242,6 +264,36 @@ def _study_section(dash: Dashboard, source: gr.State) -> tuple[gr.Dataframe, gr.
 
     existing.change(status, existing, [trial_tbl, status_md], api_visibility="private")
     ticker.tick(status, existing, [trial_tbl, status_md], api_visibility="private")
+
+    @guarded
+    def pick_trial(name: str | None, evt: gr.SelectData) -> tuple[Any, str, Any]:
+        row = evt.row_value if isinstance(evt.row_value, list) else []
+        if not row:
+            raise TextclfError("pick a row of the trial table")
+        return (row[0], *dash.trial_detail(name, row[0]))  # the row's first cell: the trial number
+
+    trial_tbl.select(pick_trial, existing, [picked, trial_md, trial_plot], api_visibility="private")
+
+    @guarded
+    def trial_live(name: str | None, number: Any) -> tuple[Any, Any]:
+        worker = dash.studies.worker(name or "")
+        if number is None or worker is None or not worker.running:
+            return gr.skip(), gr.skip()  # nothing changes: don't redraw
+        return dash.trial_detail(name, number)
+
+    ticker.tick(trial_live, [existing, picked], [trial_md, trial_plot], api_visibility="private")
+
+    compare_pick.focus(guarded(lambda: gr.Dropdown(choices=dash.list_studies())), None, compare_pick,
+                       api_visibility="private")
+    compare_pick.input(guarded(dash.compare_studies), compare_pick, compare_out, api_visibility="private")
+    if not dash.cfg.public:
+        @guarded
+        def delete(name: str | None, typed: str | None, request: gr.Request) -> tuple[str, Any, str]:
+            msg = dash.delete_study(name, typed, owner=_session(request))
+            return msg, _studies_update(dash), ""
+
+        delete_btn.click(delete, [existing, confirm], [study_msg, existing, confirm], api_visibility="private")
+    existing.change(lambda _: (None, "", None), existing, [picked, trial_md, trial_plot], api_visibility="private")
     return backbone_tbl, existing
 
 
@@ -254,34 +306,81 @@ def _compare_section(dash: Dashboard, existing: gr.Dropdown) -> None:
                 for key, label in CHARTS[i:i + 2]:
                     plots[key] = gr.Plot(label=label)
         compare_ticker = gr.Timer(6.0)
+        with gr.Accordion("What the best models get wrong, and how far to trust them", open=False) as review_box:
+            with gr.Row():
+                reliability_plot = gr.Plot(label="Reliability")
+                calibration_md = gr.Markdown(elem_id="calibration-md")
+            with gr.Row():
+                err_model = gr.Dropdown([], label="Best model of", elem_id="err-model")
+                err_kind = gr.Radio([("most confidently wrong", "confident_wrong"), ("most ambiguous", "ambiguous"),
+                                     ("all", "all")], value="confident_wrong", label="Rows")
+            with gr.Row():
+                err_gold = gr.Dropdown([], label="Confusion cell: true label", elem_id="err-gold")
+                err_pred = gr.Dropdown([], label="predicted label", elem_id="err-pred")
+                err_query = gr.Textbox(label="Text contains", max_length=200)
+            err_table = gr.Dataframe(headers=ERROR_HEADERS, label="Validation rows", max_height=420,
+                                     elem_id="err-table")
 
     guarded = guard(dash)
 
+    drawn = gr.State(None)  # the key of the charts this page shows (see Dashboard.compare_charts)
+
     @guarded
     def compare(name: str | None) -> tuple[Any, ...]:
-        from textclf.charts import charts_for
-        from textclf.storage import load_study, read_study
-        from textclf.summary import study_warnings
+        import time
+
+        from textclf.summary import study_overview, study_warnings
 
         if not name:
-            return ("Open a study in the Study section; charts update while it runs.", *[None] * len(plots))
-        record = read_study(load_study(name, dash.storage))
-        figs = charts_for(record)
+            return (None, "Open a study in the Study section; charts update while it runs.", *[None] * len(plots))
+        record, figs, key = dash.compare_charts(name)
+        worker = dash.studies.worker(name)
+        overview = study_overview(record, running=worker is not None and worker.running, now=time.time())
         warnings = "".join(f"\n\n**Warning:** {md(w)}" for w in study_warnings(record))
-        return (f"Study **{md(name)}** — every score is on the validation split.{warnings}", *[figs[k] for k in plots])
+        return (key, "\n\n".join([f"Study **{md(name)}** — the charts' scores are on the validation split.",
+                                   *overview]) + warnings, *[figs[k] for k in plots])
 
-    compare_outputs = [compare_md, *plots.values()]
+    compare_outputs = [drawn, compare_md, *plots.values()]
     compare_tab.select(compare, existing, compare_outputs, api_visibility="private")
     existing.change(compare, existing, compare_outputs, api_visibility="private")
 
     @guarded
-    def compare_live(name: str | None) -> tuple[Any, ...]:
+    def compare_live(name: str | None, shown: Any) -> tuple[Any, ...]:
         worker = dash.studies.worker(name or "")
         if worker is None or not worker.running:
             return tuple(gr.skip() for _ in compare_outputs)  # nothing changes: don't redraw
-        return compare(name)
+        out = compare(name)
+        if out[0] == shown:  # the same charts as on screen: only the summary (elapsed, time left) moves
+            return (gr.skip(), out[1], *[gr.skip() for _ in plots])
+        return out
 
-    compare_ticker.tick(compare_live, existing, compare_outputs, api_visibility="private")
+    compare_ticker.tick(compare_live, [existing, drawn], compare_outputs, api_visibility="private")
+
+    @guarded
+    def review(name: str | None) -> tuple[Any, ...]:
+        if not name:
+            return None, "Open a study in the Study section.", gr.update(choices=[]), gr.update(choices=[]), \
+                gr.update(choices=[]), []
+        fig, table = dash.calibration_view(name)
+        models, labels = dash.error_choices(name)
+        first = models[0] if models else None
+        rows = dash.error_view(name, first) if first else []
+        cells = [("(any)", "")] + [(n, n) for n in labels]
+        return (fig, table, gr.update(choices=models, value=first), gr.update(choices=cells, value=""),
+                gr.update(choices=cells, value=""), rows)
+
+    review_outputs = [reliability_plot, calibration_md, err_model, err_gold, err_pred, err_table]
+    review_box.expand(review, existing, review_outputs, api_visibility="private")
+
+    @guarded
+    def browse(name: str | None, model: str | None, kind: str, gold: str | None, predicted: str | None,
+               query: str | None) -> list[list[Any]]:
+        return dash.error_view(name, model, kind, gold or None, predicted or None, query=query or None)
+
+    browse_inputs = [existing, err_model, err_kind, err_gold, err_pred, err_query]
+    for control in (err_model, err_kind, err_gold, err_pred):
+        control.input(browse, browse_inputs, err_table, api_visibility="private")
+    err_query.submit(browse, browse_inputs, err_table, api_visibility="private")
 
 
 def _attention_section(dash: Dashboard) -> gr.Dropdown:
@@ -304,6 +403,18 @@ def _attention_section(dash: Dashboard) -> gr.Dropdown:
         return dash.attention(text, models, int(lay), None if hd < 0 else int(hd))
 
     attention_tab.select(guarded(lambda: _models_choice(dash)), None, attn_models, api_visibility="private")
+
+    @guarded
+    def ranges(models: list[str] | None, lay: float, hd: float) -> tuple[Any, Any]:
+        """The sliders offer the layers and heads the chosen models have."""
+        try:
+            n_layers, n_heads = dash.attention_shape(models)
+        except TextclfError:
+            return gr.skip(), gr.skip()  # no model yet: the sliders stay as they are until one is trained
+        return (gr.Slider(maximum=n_layers - 1, value=min(int(lay), n_layers - 1)),
+                gr.Slider(maximum=n_heads - 1, value=min(int(hd), n_heads - 1)))
+
+    attn_models.change(ranges, [attn_models, layer, head], [layer, head], api_visibility="private")
     attn_btn.click(show_attention, [attn_text, attn_models, layer, head], [attn_plot, attn_html],
                    api_visibility="private")
     return attn_models
@@ -312,7 +423,8 @@ def _attention_section(dash: Dashboard) -> gr.Dropdown:
 def _predict_section(dash: Dashboard) -> gr.Dropdown:
     with gr.Tab("Predict", id="predict") as predict_tab:
         with gr.Row():
-            pred_text = gr.Textbox(label="Text", lines=2, placeholder="Type a sentence…", max_length=MAX_TEXT_CHARS)
+            pred_text = gr.Textbox(label="Text", lines=1, max_lines=6, placeholder="Type a sentence: it is classified "
+                                   "as you type (Enter too)", max_length=MAX_TEXT_CHARS)
             pred_model = gr.Dropdown([BEST], value=BEST, label="Model", allow_custom_value=True)
         pred_btn = gr.Button("Predict", variant="primary")
         with gr.Row():
@@ -343,6 +455,20 @@ def _predict_section(dash: Dashboard) -> gr.Dropdown:
                    api_description="Classify one text: returns per-label probabilities and the predicted label(s) "
                                    "with latency. `model` is optional (default: the best trained model).")
     pred_text.submit(predict, [pred_text, pred_model], [pred_label, pred_info], api_visibility="private")
+
+    @guarded
+    def predict_live(text: str, model: str | None) -> tuple[Any, str]:
+        """As you type: an empty box clears the answer; a refusal clears it too and says why in the info line (not
+        in a toast at every keystroke), rather than leave a stale answer on screen."""
+        if not isinstance(text, str) or not text.strip():
+            return None, ""
+        try:
+            return dash.predict(text, model)
+        except TextclfError as exc:
+            return None, md(dash.refused("predict_live", exc), limit=300)
+
+    pred_text.input(predict_live, [pred_text, pred_model], [pred_label, pred_info], api_visibility="private",
+                    trigger_mode="always_last", show_progress="hidden")
 
     @guarded
     def predict_batch(path: str | None, model: str | None) -> str:

@@ -108,7 +108,7 @@ def test_every_chart_handles_empty_and_one_trial_studies(rows: list) -> None:
         assert figs["score_by_backbone"].layout.annotations[0].text.startswith("No finished trial")
     else:
         assert len(figs["score_by_backbone"].data) == 2
-        assert "two completed" in figs["importances"].layout.annotations[0].text
+        assert "at least 10 completed trials" in figs["importances"].layout.annotations[0].text
 
 
 def test_parallel_coordinates_name_the_categorical_backbone_and_log_scale_the_rates() -> None:
@@ -124,8 +124,15 @@ def test_parallel_coordinates_name_the_categorical_backbone_and_log_scale_the_ra
     assert list(axes["accuracy"].values) == [0.85, 0.63, 0.82]
 
 
-def test_importances_are_computed_from_the_record_and_drawn_largest_first() -> None:
-    info = charts.extract_param_importances(charts.study_data(make_study(FULL)))
+def test_importances_wait_for_enough_trials_then_are_drawn_largest_first() -> None:
+    few = charts.extract_param_importances(charts.study_data(make_study(FULL)))
+    assert few.values == {} and "3 so far" in few.message
+    # The learning rate decides the score here; the backbone barely matters.
+    many = [(b, lr, 10 + i, 0.6 + 300 * lr + 0.001 * (b == "minilm"), "COMPLETE")
+            for i, (b, lr) in enumerate((b, lr) for lr in (1e-5, 3e-5, 1e-4, 2e-4, 4e-4, 8e-4)
+                                        for b in ("minilm", "scratch:minilm"))]
+    info = charts.extract_param_importances(charts.study_data(make_study(many)))
+    assert max(info.values, key=info.values.get) == "lr"
     assert info.message is None and set(info.values) <= {"backbone", "lr", "head_lr_ratio", "batch_size"}
     assert sum(info.values.values()) == pytest.approx(1.0)
     bars = charts.draw_param_importances(info).data[0]

@@ -6,6 +6,7 @@ import csv
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -78,17 +79,76 @@ def test_backbone_table_says_why_unavailable(trained: Dashboard) -> None:
 
 def test_study_status_and_models(trained: Dashboard) -> None:
     rows, line = trained.study_status("done")
-    assert len(rows) == 1 and rows[0][1] == "tiny-bert" and rows[0][6].startswith("complete")  # tiny: may collapse
-    assert "1 finished" in line and "baseline" in line
+    assert len(rows) == 1 and rows[0][1] == "tiny-bert" and rows[0][8].startswith("complete")  # tiny: may collapse
+    assert rows[0][5] == 2 and rows[0][2] == "1.00e-03"  # the study's fixed epochs, shown on every row
+    assert "**done** — ended" in line and "Trials: 1 complete, 0 pruned, 0 failed" in line
+    assert "Best accuracy on validation: **tiny\\-bert**" in line and "← chosen" in line
+    assert "Baselines: tfidf\\+logreg" in line and "majority class" in line
+    assert "Test split (the chosen model, trial 0 tiny\\-bert, scored once): accuracy" in line
+    assert "expected calibration error" in line and "temperature" in line
     assert list(trained.models.available()) == ["done / tiny-bert"]
     assert trained.models.best() == "done / tiny-bert"
     with pytest.raises(TextclfError, match="pick one from the list"):
         trained.models.get("../../etc / passwd")
 
 
+def test_a_trial_in_full(trained: Dashboard) -> None:
+    text, fig = trained.trial_detail("done", 0)
+    assert text.startswith("**Trial 0** — tiny\\-bert, complete, accuracy ") and "| lr |" in text
+    assert "| class | precision | recall | F1 | support |" in text and "| praise |" in text
+    assert [t.type for t in fig.data] == ["scatter", "heatmap"] and len(fig.data[0].x) >= 2  # curve, confusion
+    with pytest.raises(TextclfError, match="has no trial 7"):
+        trained.trial_detail("done", 7)
+    with pytest.raises(ConfigError, match="must be a number, got '0; drop table'"):
+        trained.trial_detail("done", "0; drop table")
+    with pytest.raises(ConfigError, match="whole number"):
+        trained.trial_detail("done", 0.5)
+
+
+def test_compare_charts_are_drawn_once_per_change_of_the_study(trained: Dashboard, monkeypatch) -> None:
+    from textclf import charts
+
+    drawn: list[int] = []
+    stock = charts.charts_for
+    monkeypatch.setattr(charts, "charts_for", lambda record: drawn.append(1) or stock(record))
+    trained._charts.clear()
+    _, first, key = trained.compare_charts("done")
+    _, again, same = trained.compare_charts("done")
+    assert again is first and same == key and drawn == [1]  # an unchanged study: no redraw
+    assert charts.record_key(charts.read_study(load_study("done", trained.storage)))[2][0][:2] == (0, "COMPLETE")
+    monkeypatch.setattr(charts, "record_key", lambda record: ("a trial moved on",))
+    _, third, changed = trained.compare_charts("done")
+    assert changed != key and third is not first and drawn == [1, 1]
+
+
+def test_studies_compared_side_by_side_and_one_deleted_with_only_what_textclf_wrote(tiny_models: dict,
+                                                                                   tmp_path: Path) -> None:
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    dash = Dashboard(DashboardConfig(storage=f"sqlite:///{folder / 'textclf.db'}", studies_dir=folder))
+    for name in ("keep", "drop"):
+        run_study(StudyConfig(study=name, data="demo", backbones=["tiny-bert", "tiny-roberta"], trials=2, epochs=1,
+                              storage=dash.cfg.storage_url, models_dir=str(folder / "models" / name),
+                              space=SearchSpace(lr=(1e-3, 1e-3), batch_sizes=(16,))), progress=False, log=lambda _: None)
+    table = dash.compare_studies(["keep", "drop"])
+    assert table.count("| accuracy |") == 2 and "| keep |" in table and "| drop |" in table
+    foreign = folder / "models" / "drop" / "tiny-roberta" / "notes.txt"
+    foreign.write_text("mine")
+    with pytest.raises(ConfigError, match="type its name"):
+        dash.delete_study("drop", "dro")
+    msg = dash.delete_study("drop", "drop")
+    assert "Deleted study **drop** and its 1 kept model(s)" in msg and "tiny\\-roberta" in msg
+    assert dash.list_studies() == ["keep"] and foreign.read_text() == "mine"  # not textclf's: left in place
+    assert not (folder / "models" / "drop" / "tiny-bert").exists()
+    assert len(dash.models.available()) == 2 + 1  # keep's two, and drop's folder holding a foreign file
+    public = Dashboard(replace(dash.cfg, public=True))
+    with pytest.raises(ConfigError, match="switched off on a public app"):
+        public.delete_study("keep", "keep")
+
+
 def test_predict_and_batch_predict(trained: Dashboard, tmp_path: Path) -> None:
     probs, info = trained.predict("Is it waterproof?", BEST)
-    assert set(probs) == {"complaint", "praise", "question"} and "ms" in info
+    assert set(probs) == {"complaint", "praise", "question"} and "ms" in info and "model done" in info
     upload = Path(trained.cfg.uploads) / "batch.csv"
     upload.write_text('text\nIs it waterproof?\n""\nBroke in a day\n', encoding="utf-8")
     out = trained.predict_file(str(upload), None)
@@ -122,6 +182,33 @@ def test_model_downloads_as_pytorch_and_onnx_zips(trained: Dashboard, tmp_path: 
         trained.download_model(BEST, "../../x")
     with pytest.raises(TextclfError, match="pick one from the list"):
         trained.download_model("../../etc / passwd", "pytorch")
+
+
+def test_review_shows_reliability_and_browses_errors(trained: Dashboard) -> None:
+    from textclf.data import load_data
+
+    fig, table = trained.calibration_view("done")
+    assert "| tiny\\-bert |" in table and "temperature" in table
+    names = [t.name for t in fig.data]
+    assert "perfectly calibrated" in names and any(n.startswith("tiny-bert before") for n in names)
+    assert any(n.startswith("tiny-bert T=") for n in names)
+    models, labels = trained.error_choices("done")
+    assert models == ["tiny-bert"] and labels == ["complaint", "praise", "question"]
+    val = load_data("demo").validation
+    every = trained.error_view("done", "tiny-bert", "all", limit=1000)
+    assert [r[0] for r in every] == list(range(len(val.texts))) and every[0][1] == val.texts[0]
+    wrong = trained.error_view("done", "tiny-bert", "confident_wrong")
+    assert all(r[2] != r[3] for r in wrong)
+    assert [r[4] for r in wrong] == sorted((r[4] for r in wrong), reverse=True)
+    ambiguous = trained.error_view("done", "tiny-bert", "ambiguous")
+    assert [r[5] for r in ambiguous] == sorted(r[5] for r in ambiguous)
+    cell = trained.error_view("done", "tiny-bert", "all", "praise", "praise", limit=1000)
+    assert cell and all(r[2] == r[3] == "praise" for r in cell)
+    assert all("e" in r[1].lower() for r in trained.error_view("done", "tiny-bert", "all", query="E", limit=1000))
+    with pytest.raises(TextclfError, match="pick one of the study's kept models"):
+        trained.error_view("done", "../../etc", "all")
+    with pytest.raises(TextclfError, match="needs both its true and its predicted label"):
+        trained.error_view("done", "tiny-bert", "all", "praise", None)
 
 
 def test_live_box_predictions_from_concurrent_sessions_share_forward_passes(trained: Dashboard,
@@ -183,6 +270,18 @@ def test_attention_callback_renders_escaped_html(trained: Dashboard) -> None:
     assert html_out.count("textclf-model") == 1 and "attention rollout" in html_out and "saliency" in html_out
 
 
+def test_attention_for_two_models_draws_two_titled_heatmaps_in_their_own_ranges(trained: Dashboard) -> None:
+    import json
+
+    cfg = json.loads((trained.models.available()["done / tiny-bert"] / "config.json").read_text())
+    assert trained.attention_shape(None) == (cfg["num_hidden_layers"], cfg["num_attention_heads"])
+    fig, html_out = trained.attention("it broke", [BEST, "done / tiny-bert"], layer=7, head=None)
+    assert [t.type for t in fig.data] == ["heatmap", "heatmap"]
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == [f"done / tiny-bert: layer {cfg['num_hidden_layers'] - 1}, mean of heads"] * 2
+    assert html_out.count("textclf-model") == 2 and "showing layer" in html_out  # the clamp is said, not silent
+
+
 def test_worker_process_runs_a_study_and_stop_keeps_finished_trials(trained: Dashboard, tiny_models: dict) -> None:
     bert = tiny_models["tiny-bert"]
     trained.cfg.backbones = [*trained.cfg.backbones, bert]  # a folder: offered only because the operator says so
@@ -194,7 +293,7 @@ def test_worker_process_runs_a_study_and_stop_keeps_finished_trials(trained: Das
 
     def two_done() -> bool:
         try:
-            return sum(r[6].startswith("complete") for r in trained.study_status("bg")[0]) >= 2
+            return sum(r[8].startswith("complete") for r in trained.study_status("bg")[0]) >= 2
         except TextclfError:
             return False
 

@@ -266,7 +266,7 @@ def test_dashboard_study_over_a_hub_backbone_and_a_hub_dataset(mirror: HubMirror
         time.sleep(0.5)
     assert not worker.running and worker.process.returncode == 0, worker.tail(40)
     rows, line = dash.study_status("hubdash")
-    assert [r[1] for r in rows] == ["roberta"] and rows[0][6].startswith("complete"), line
+    assert [r[1] for r in rows] == ["roberta"] and rows[0][8].startswith("complete"), line
     log = worker.log_path.read_text(encoding="utf-8")
     assert "roberta: downloading" in log and "model.safetensors: 100%" in log, log  # the bar the Study section reads
 

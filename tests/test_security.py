@@ -270,7 +270,9 @@ def test_a_real_upload_still_works_and_its_labels_are_escaped(served: dict[str, 
     """The positive control: a file uploaded through Gradio is read, and the HTML label names it holds come back
     as text in the Data section's summary and chart."""
     cfg = config(served["base"])
-    [load] = by_inputs(cfg, ("dropdown", "file", "textbox"))
+    loads = by_inputs(cfg, ("dropdown", "file", "textbox"))  # Load data, a preset's pick, the page load: one handler
+    assert len(loads) == 3
+    load = loads[0]
     named = tmp_path / "<img src=x>reviews.csv"
     named.write_text(served["data"].read_text(encoding="utf-8"), encoding="utf-8")
     msg = call(served["base"], load["fn_index"], ["demo", file_ref(upload(served, named)), ""])

@@ -118,24 +118,43 @@ def clean_token(token: str) -> str:
     return token
 
 
-def heatmap(view: AttentionView, layer: int, head: int | None = None, height: int = 520) -> Any:
-    """tokens × tokens attention of one head (or the mean of all heads when ``head`` is None)."""
-    import plotly.graph_objects as go
-
+def _check_layer_head(view: AttentionView, layer: int, head: int | None) -> None:
     if not 0 <= layer < view.n_layers:
         raise DataError(f"layer must be between 0 and {view.n_layers - 1}, got {layer}")
     if head is not None and not 0 <= head < view.n_heads:
         raise DataError(f"head must be between 0 and {view.n_heads - 1}, got {head}")
-    z = view.attentions[layer].mean(axis=0) if head is None else view.attentions[layer, head]
-    # Unique ticks even for repeated tokens; escaped, since Plotly reads tags (links too) in tick labels.
-    labels = [f"{i}:{plot_text(clean_token(t))}" for i, t in enumerate(view.tokens)]
-    fig = go.Figure(go.Heatmap(z=z, x=labels, y=labels, colorscale="Viridis", zmin=0,
-                               hovertemplate="%{y} → %{x}: %{z:.3f}<extra></extra>"))
-    fig.update_yaxes(autorange="reversed", title="attending token")
-    fig.update_xaxes(title="attended token", tickangle=-60)
-    which = "mean of heads" if head is None else f"head {head}"
-    fig.update_layout(title={"text": f"Attention, layer {layer}, {which}", "x": 0.01}, height=height,
-                      template="plotly_white", margin={"l": 90, "r": 20, "t": 50, "b": 90})
+
+
+def heatmap(view: AttentionView, layer: int, head: int | None = None, height: int = 520) -> Any:
+    """tokens × tokens attention of one head (or the mean of all heads when ``head`` is None)."""
+    return heatmaps([("", view, layer, head)], height=height)
+
+
+def heatmaps(views: list[tuple[str, AttentionView, int, int | None]], height: int = 520) -> Any:
+    """One tokens × tokens heatmap per (model name, view, layer, head), side by side, each titled with its model,
+    layer and head (the mean of all heads when head is None), on one colour scale."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    for _, view, layer, head in views:
+        _check_layer_head(view, layer, head)
+    titles = [f"{plot_text(name) + ': ' if name else ''}layer {layer}, "
+              f"{'mean of heads' if head is None else f'head {head}'}" for name, _, layer, head in views]
+    fig = make_subplots(rows=1, cols=len(views), subplot_titles=titles, horizontal_spacing=0.12)
+    top = max(float((v.attentions[lay].mean(axis=0) if hd is None else v.attentions[lay, hd]).max())
+              for _, v, lay, hd in views)
+    for col, (_, view, layer, head) in enumerate(views, start=1):
+        z = view.attentions[layer].mean(axis=0) if head is None else view.attentions[layer, head]
+        # Unique ticks even for repeated tokens; escaped, since Plotly reads tags (links too) in tick labels.
+        labels = [f"{i}:{plot_text(clean_token(t))}" for i, t in enumerate(view.tokens)]
+        fig.add_trace(go.Heatmap(z=z, x=labels, y=labels, colorscale="Viridis", zmin=0, zmax=top,
+                                 showscale=col == len(views), colorbar={"title": {"text": "weight"}},
+                                 hovertemplate="%{y} → %{x}: %{z:.3f}<extra></extra>"), row=1, col=col)
+        fig.update_yaxes(autorange="reversed", row=1, col=col)
+        fig.update_xaxes(title_text="attended token", tickangle=-60, row=1, col=col)
+    fig.update_yaxes(title_text="attending token", row=1, col=1)
+    fig.update_layout(title={"text": "Attention (tokens × tokens)", "x": 0.01}, height=height,
+                      template="plotly_white", margin={"l": 90, "r": 20, "t": 70, "b": 90})
     return fig
 
 
@@ -153,8 +172,12 @@ def text_html(tokens: list[str], weights: np.ndarray, *, title: str, color: str 
         alpha = min(1.0, weight / top)
         spans.append(f'<span title="{weight:.3f}" style="background: rgba({color},{alpha:.2f}); padding: 1px 2px; '
                      f'border-radius: 3px">{html.escape(clean_token(tok))}</span>')
-    return (f'<div class="textclf-attn"><div style="font-weight:600; margin-bottom:4px">{html.escape(title)}</div>'
-            f'<div style="line-height:2; font-size:1.05em">{"".join(spans)}</div></div>')
+    # The colour scale: shading is relative to this strip's largest weight (hover a token for its value).
+    scale = (f'<span style="font-size:0.8em; color:#666; margin-left:8px">0 <span style="display:inline-block; '
+             f'width:80px; height:0.8em; vertical-align:middle; background:linear-gradient(to right, '
+             f'rgba({color},0), rgba({color},1))"></span> {top:.3f}</span>')
+    return (f'<div class="textclf-attn"><div style="font-weight:600; margin-bottom:4px">{html.escape(title)}{scale}'
+            f'</div><div style="line-height:2; font-size:1.05em">{"".join(spans)}</div></div>')
 
 
 def special_positions(tokenizer: Any, tokens: list[str]) -> tuple[int, ...]:

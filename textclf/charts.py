@@ -18,6 +18,8 @@ from textclf.summary import ranking_supported
 
 HEIGHT = 420
 PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D", "#BAB0AC"]
+# Below this many completed trials, fANOVA's importances are noise: with 2-4 trials a decisive choice came last.
+MIN_IMPORTANCE_TRIALS = 10
 LOG_PARAMS = ("lr", "head_lr_ratio")  # sampled on a log scale: drawn on one
 
 study_data = read_study  # the Compare tab's one read of the storage
@@ -463,13 +465,14 @@ def draw_parallel_coordinates(info: Parallel) -> Any:
 
 def extract_param_importances(data: StudyRecord) -> Importances:
     """Optuna's fANOVA importances of the searched parameters, computed on an in-memory copy of the completed trials
-    (needs two with differing parameters)."""
+    (at least ``MIN_IMPORTANCE_TRIALS`` of them, with differing parameters)."""
     import optuna
 
     title = "Hyperparameter importances"
     rows = [t for t in data.trials if t.state == "COMPLETE" and t.value is not None and t.distributions]
-    if len(rows) < 2:
-        return Importances(title, {}, "Needs at least two completed trials.")
+    if len(rows) < MIN_IMPORTANCE_TRIALS:
+        return Importances(title, {}, f"Needs at least {MIN_IMPORTANCE_TRIALS} completed trials to mean anything "
+                                      f"(fANOVA fits a random forest to them); {len(rows)} so far.")
     copy = optuna.create_study(direction="maximize")
     for t in rows:
         copy.add_trial(optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=t.value))
@@ -513,6 +516,13 @@ parallel_coordinates = _chart(extract_parallel_coordinates, draw_parallel_coordi
 param_importances = _chart(extract_param_importances, draw_param_importances)
 
 
+def record_key(data: StudyRecord) -> tuple[Any, ...]:
+    """What the charts are drawn from, summed up: equal keys draw equal charts (the live view redraws only when it
+    changes). Per trial: its state, value, evaluations so far and report; the baseline."""
+    return (data.metric, data.baseline, tuple((t.number, t.state, t.value, len(t.curve), t.report is not None)
+                                              for t in data.trials))
+
+
 def all_charts(study: Any) -> dict[str, Any]:
     """Every Compare chart for ``study``, by name (one read of the storage)."""
     return charts_for(study_data(study))
@@ -534,3 +544,89 @@ def charts_for(data: StudyRecord) -> dict[str, Any]:
         "seed_variance": seed_variance(data),
         "confusion": confusion_matrices(data),
     }
+
+
+# ------------------------------------------------------------------------------------------------------ calibration
+@dataclass
+class Calibrations:
+    """Per backbone's best model: its reliability bins before and after temperature scaling, and the temperature."""
+
+    title: str
+    values: dict[str, tuple[Any, Any, float]]  # backbone -> (Reliability before, Reliability after, temperature)
+    colors: dict[str, str]
+    message: str | None = None
+
+
+def extract_reliability(models: dict[str, tuple[Any, Any, float]], colors: dict[str, str]) -> Calibrations:
+    """``models``: backbone -> (validation probabilities before scaling, gold labels, temperature)."""
+    from textclf.calibration import reliability, rescale
+
+    values = {b: (reliability(p, y), reliability(rescale(p, t), y), t) for b, (p, y, t) in models.items()}
+    return Calibrations("Reliability of each backbone's best model (validation)", values, colors,
+                        message=None if values else "No kept single-label model with validation answers yet.")
+
+
+def draw_reliability(info: Calibrations) -> Any:
+    """Accuracy against confidence per bin: on the diagonal, a confidence means what it says. Dashed: the model's own
+    probabilities; solid: after temperature scaling (what textclf serves)."""
+    if info.message:
+        return empty_figure(info.title, info.message)
+    go = _go()
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
+                             line={"color": "#999", "dash": "dot"}))
+    for backbone, (before, after, t) in info.values.items():
+        color = info.colors.get(backbone)
+        for rel, label, dash in ((before, "before", "dash"), (after, f"T={t:.2f}", "solid")):
+            fig.add_trace(go.Scatter(
+                x=rel.confidence, y=rel.accuracy, mode="lines+markers", line={"color": color, "dash": dash},
+                name=f"{plot_text(backbone)} {label} (ECE {rel.ece:.3f})", customdata=rel.count,
+                hovertemplate="confidence %{x:.2f}<br>accuracy %{y:.2f}<br>%{customdata:.0f} rows<extra></extra>"))
+    return _layout(fig, info.title, xaxis_title="confidence (top probability)", yaxis_title="accuracy",
+                   xaxis_range=[0, 1.02], yaxis_range=[0, 1.02])
+
+
+# ------------------------------------------------------------------------------------------------------ one trial
+@dataclass
+class TrialView:
+    """One trial, for the drill-down: its record, the study's metric and label names."""
+
+    title: str
+    metric: str
+    trial: TrialRecord | None
+    label_names: list[str]
+    color: str = "#4C78A8"
+    message: str | None = None
+
+
+def extract_trial(data: StudyRecord, number: int) -> TrialView:
+    trial = next((t for t in data.trials if t.number == number), None)
+    return TrialView(f"Trial {number}", data.metric, trial, data.label_names,
+                     colors(data).get(trial.backbone, "#4C78A8") if trial else "#4C78A8",
+                     None if trial else f"Trial {number} is not in this study.")
+
+
+def draw_trial(info: TrialView) -> Any:
+    """The trial's learning curve (validation metric at each evaluation, the running trial's so far) and, once it
+    has finished, its confusion matrix on validation."""
+    if info.message or info.trial is None:
+        return empty_figure(info.title, info.message or "")
+    from plotly.subplots import make_subplots
+
+    go = _go()
+    t = info.trial
+    matrix = (t.report or {}).get("confusion_matrix")
+    fig = make_subplots(rows=1, cols=2 if matrix else 1, horizontal_spacing=0.15,
+                        subplot_titles=[f"validation {info.metric}", *(["confusion matrix"] if matrix else [])])
+    xs, ys = [p["step"] / 100 for p in t.curve], [p.get(info.metric) for p in t.curve]
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", line={"color": info.color}, name=plot_text(t.backbone),
+                             hovertemplate="epoch %{x:.2f}: %{y:.4f}<extra></extra>"), row=1, col=1)
+    fig.update_xaxes(title_text="epoch", row=1, col=1)
+    if matrix:
+        names = [plot_text(n) for n in info.label_names] or [str(i) for i in range(len(matrix))]
+        fig.add_trace(go.Heatmap(z=matrix, x=names, y=names, colorscale="Blues", text=matrix, texttemplate="%{text}",
+                                 showscale=False, hovertemplate="true %{y}<br>predicted %{x}: %{z}<extra></extra>"),
+                      row=1, col=2)
+        fig.update_yaxes(autorange="reversed", title_text="true", row=1, col=2)
+        fig.update_xaxes(title_text="predicted", tickangle=-45, row=1, col=2)
+    return _layout(fig, f"{info.title}: {plot_text(t.backbone)} ({t.state.lower()})", showlegend=False)

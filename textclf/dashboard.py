@@ -8,12 +8,14 @@ responsive and a crash in training cannot take the app down.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import html
 import logging
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,8 +45,12 @@ from textclf.safety import (
 logger = logging.getLogger(__name__)
 
 ALL_BACKBONES = ["minilm", "scratch:minilm", "mpnet", "bert", "roberta", "xlnet", "distilbert", "distilroberta"]
-DATA_CHOICES = ["demo", "demo-multilabel", "sst2", "trec", "emotion", "ag_news", "banking77", "sms_spam", "go_emotions"]
+DATA_CHOICES = ["demo-banking", "demo", "demo-multilabel", "sst2", "trec", "emotion", "ag_news", "banking77", "sms_spam",
+                "go_emotions"]
 BEST = "(best available)"
+# The stored settings that decide a study's validation split (what validation_of loads).
+SPLIT_KEYS = ("data", "text_column", "label_column", "task", "max_train_samples", "seed")
+ERROR_TEXT_CHARS = 500  # of each text the error browser shows
 # What the callbacks import on first use, imported once in one background thread as the app starts (see
 # Dashboard.warm_up): two callbacks importing them at once from two threads can deadlock on a module both need
 # (sklearn and plotly both import narwhals; Python then raises _DeadlockError in one of them).
@@ -271,7 +277,7 @@ class ModelStore:
             folder = meta.parent
             if folder.name.startswith(".") or folder.parent.name.startswith("."):
                 continue  # a model being written (".name.tmp-…") or moved aside
-            out[f"{folder.parent.name} / {folder.name}"] = folder
+            out[f"{folder.parent.name} / {_backbone_name(meta)}"] = folder
         return out
 
     def best(self) -> str | None:
@@ -342,6 +348,10 @@ class Dashboard:
         self.models = ModelStore(cfg.models_dir, compile=cfg.compile_models)
         self._storage: Any = None
         self.zips = ModelZips()
+        self._splits: OrderedDict[tuple[str, str], Any] = OrderedDict()  # (study, data settings) -> validation split
+        self._splits_lock = threading.Lock()
+        self._charts: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()  # (study, record key) -> figures
+        self._charts_lock = threading.Lock()
         self._ready = threading.Event()
         self._ready.set()
 
@@ -553,11 +563,69 @@ class Dashboard:
 
         return list_studies(self.storage)
 
+    def compare_studies(self, names: list[str] | None) -> str:
+        """A Markdown table of the chosen studies' best results side by side: metric, best validation score and
+        backbone, the chosen model's test score, the best baseline, trials."""
+        from textclf.storage import load_study, read_study
+
+        chosen = [n for n in (names or []) if n][:12]
+        if not chosen:
+            raise TextclfError("pick one or more studies to compare")
+        lines = ["| study | metric | best validation | backbone | test (chosen model) | best baseline | trials |",
+                 "| --- | --- | --- | --- | --- | --- | --- |"]
+        for name in chosen:
+            record = read_study(load_study(name, self.storage))
+            best, test = record.best(), record.setup.get("test") or {}
+            cells = [md(name), md(record.metric)]
+            cells += ([f"{best.value:.4f}", md(best.backbone)] if best is not None and best.value is not None
+                      else ["-", "-"])
+            cells.append(f"{test['value']:.4f}" if isinstance(test.get("value"), float) else "-")
+            cells.append(f"{md(record.baseline_model)} {record.baseline:.4f}" if record.baseline is not None else "-")
+            cells.append(str(len(record.finished)))
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def delete_study(self, name: str | None, confirm: str | None, owner: str | None = None) -> str:
+        """Delete a study from the storage, the model folders textclf kept for it, and its worker's log. Refused in
+        public mode, while it runs, and unless ``confirm`` repeats its name. A folder holding anything textclf did
+        not write is left where it is, and said so."""
+        import optuna
+
+        from textclf.export import is_model_folder
+        from textclf.storage import load_study, read_study
+
+        if self.cfg.public:
+            raise ConfigError("deleting studies is switched off on a public app")
+        if not name:
+            raise ConfigError("pick the study to delete")
+        if confirm != name:
+            raise ConfigError(f"to delete study {name[:100]!r}, type its name in the confirmation box")
+        worker = self.studies.worker(name)
+        if worker is not None and worker.running:
+            raise ConfigError(f"study {name[:100]!r} is running; stop it first")
+        record = read_study(load_study(name, self.storage))
+        models = record.models_dir()
+        kept = [f for f in self.models.available().values() if f.parent.resolve() == models.resolve()]
+        optuna.delete_study(study_name=name, storage=self.storage)
+        left = []
+        for folder in kept:
+            if is_model_folder(folder):
+                shutil.rmtree(folder)  # every file in it is one textclf wrote (its textclf.json lists them)
+            else:
+                left.append(folder.name)
+        with contextlib.suppress(OSError):
+            models.rmdir()  # only if nothing else is left in it
+        for log in (self.cfg.studies_dir / "logs" / f"{name}.log", self.cfg.studies_dir / "logs" / f"{name}.config.json"):
+            log.unlink(missing_ok=True)
+        note = (f"; left in place, holding files textclf did not write: {', '.join(md(n) for n in left)}"
+                if left else "")
+        return f"Deleted study **{md(name)}** and its {len(kept) - len(left)} kept model(s){note}."
+
     def study_status(self, study: str | None) -> tuple[list[list[Any]], str]:
         """The live trial table and a progress line for ``study``; a worker that failed before its study existed
         says why."""
         from textclf.storage import load_study, read_study
-        from textclf.summary import study_warnings
+        from textclf.summary import study_overview, study_warnings
 
         if not study:
             return [], "No study selected."
@@ -571,20 +639,10 @@ class Dashboard:
                 return [], f"**{md(study)}** — starting…" + _download_note(worker)
             return [], (f"**{md(study)}** — the study did not start (exit {worker.process.returncode}): "
                         f"{md(self.visible(worker.failure()), limit=400)}")
-        rows = []
-        for t in data.trials:
-            p = t.params
-            state = t.state.lower() + (f" ({(t.progress or 0):.0%})" if t.state == "RUNNING" else
-                                       " (time budget)" if t.stopped else "") + (" (collapsed)" if t.collapsed else "")
-            rows.append([t.number, t.backbone, f"{p.get('lr', 0):.2e}", f"{p.get('head_lr_ratio', 0):.1f}",
-                         p.get("batch_size", ""), p.get("epochs", ""), state,
-                         "" if t.value is None else round(t.value, 4),
-                         "" if t.duration_s is None else round(t.duration_s, 1)])
+        rows = [trial_row(t, data.setup.get("epochs")) for t in data.trials]
         running = worker is not None and worker.running
-        finished = len(data.finished)
-        line = f"**{md(study)}** — {finished} finished, {sum(t.state == 'FAIL' for t in data.trials)} failed"
-        if data.baseline is not None:
-            line += f"; baseline {md(data.baseline_model)} {data.baseline:.4f} ({md(data.metric)}, validation)"
+        ended = " — running" + _download_note(worker) if running else (" — ended" if data.trials else "")
+        line = "\n\n".join([f"**{md(study)}**{ended}", *study_overview(data, running=running, now=time.time())])
         if data.setup.get("metric_reason"):
             line += f"\n\nSelected on {md(data.metric)}: {md(data.setup['metric_reason'])}."
         for warning in study_warnings(data):
@@ -595,21 +653,53 @@ class Dashboard:
         if worker is not None and not running and worker.process.returncode not in (0, None):
             line += (f"\n\nWorker stopped (exit {worker.process.returncode}): "
                      f"{md(self.visible(worker.failure()), limit=400)}")
-        elif running:
-            line += " — running" + _download_note(worker)
         return rows, line
+
+    def trial_detail(self, study: str | None, number: Any) -> tuple[str, Any]:
+        """One trial in full: every parameter, state, time, failure reason, metrics per class (Markdown), and its
+        learning curve and confusion matrix (a figure)."""
+        from textclf.charts import draw_trial, extract_trial
+        from textclf.storage import load_study, read_study
+
+        if not study:
+            raise TextclfError("open a study first, then pick a trial in its table")
+        n = _whole(number, "the trial number")
+        data = read_study(load_study(study, self.storage))
+        view = extract_trial(data, n)
+        t = view.trial
+        if t is None:
+            raise TextclfError(f"study {study[:100]!r} has no trial {n}; pick a row of its table")
+        lines = [f"**Trial {t.number}** — {md(t.backbone)}, {t.state.lower()}"
+                 + ("" if t.value is None else f", {md(data.metric)} {t.value:.4f} on validation")
+                 + ("" if t.duration_s is None else f", {t.duration_s:.1f} s")
+                 + (" (the backbone's recipe)" if t.recipe else "") + (f", seed re-run of trial {t.seed_of}"
+                                                                       if t.seed_of is not None else "")]
+        for note in (t.fail_reason, t.stopped, t.collapse_note() or None, t.model_save_error):
+            if note:
+                lines.append(f"- {md(self.visible(note), limit=400)}")
+        lines += ["", "| parameter | value |", "| --- | --- |"]
+        lines += [f"| {md(k)} | {md(f'{v:.4g}' if isinstance(v, float) else v)} |" for k, v in t.params.items()]
+        if t.max_length:
+            lines.append(f"| tokens per text | {t.max_length} |")
+        per_class = (t.report or {}).get("per_class") or {}
+        if per_class:
+            lines += ["", "| class | precision | recall | F1 | support |", "| --- | --- | --- | --- | --- |"]
+            lines += [f"| {md(name)} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |"
+                      for name, v in per_class.items()]
+        return "\n".join(lines), draw_trial(view)
 
     # ---------------------------------------------------------------- Predict
     def predict(self, text: str, model: str | None) -> tuple[dict[str, float], str]:
         if not isinstance(text, str):
             raise DataError("expected a text to classify; type a sentence")
         check_text_length(text)
-        predictor = self.models.get(model)
+        name, _ = self.models.folder(model)
+        predictor = self.models.get(name)
         start = time.perf_counter()
         pred = predictor.predict_one(text)  # concurrent requests share one forward pass
         ms = 1000 * (time.perf_counter() - start)
         labels = ", ".join(md(label) for label in pred.labels) or "(none above the threshold)"
-        return pred.probabilities, f"{labels} · {ms:.1f} ms"
+        return pred.probabilities, f"{labels} · {ms:.1f} ms · model {md(name)}"
 
     def predict_file(self, upload: str, model: str | None) -> str:
         """Classify every text of an uploaded file; returns the path of a CSV with the results."""
@@ -656,27 +746,126 @@ class Dashboard:
 
         return str(self.zips.get(folder, fmt, validation))
 
+    # ---------------------------------------------------------------- Compare
+    def compare_charts(self, name: str) -> tuple[Any, dict[str, Any], tuple[Any, ...]]:
+        """The study's record, every Compare chart, and the key they were drawn from: drawn again only when the
+        key changes (:func:`textclf.charts.record_key`), so the live view's polls of an idle study cost one read."""
+        from textclf.charts import charts_for, record_key
+        from textclf.storage import load_study, read_study
+
+        record = read_study(load_study(name, self.storage))
+        key = (name, record_key(record))
+        with self._charts_lock:
+            cached = self._charts.get(key)
+            if cached is not None:
+                self._charts.move_to_end(key)
+                return record, cached, key
+        figs = charts_for(record)
+        with self._charts_lock:
+            self._charts[key] = figs
+            while len(self._charts) > 8:
+                self._charts.popitem(last=False)
+        return record, figs, key
+
+    # ---------------------------------------------------------------- Review: errors and calibration
+    def _review(self, name: str | None) -> tuple[Any, dict[str, Any], Any]:
+        """The validation split of study ``name``, its kept best models (backbone -> KeptModel: only folders the
+        model scan lists, so nothing is read from a path the storage alone names) and its record."""
+        from textclf.review import kept_models
+        from textclf.runner import validation_of
+        from textclf.storage import load_study, model_folder, read_study
+
+        if not name:
+            raise TextclfError("open a study first (Study section)")
+        study = load_study(name, self.storage)
+        record = read_study(study)
+        root = record.models_dir().resolve()
+        listed = {folder.resolve() for folder in self.models.available().values()}
+        folders = {b: model_folder(root, b) for b in record.best_per_backbone()}
+        folders = {b: f for b, f in folders.items() if f.resolve() in listed}
+        key = repr(sorted((k, str(v)) for k, v in record.setup.items() if k in SPLIT_KEYS))
+        with self._splits_lock:
+            split = self._splits.get((name, key))
+        if split is None:
+            split = validation_of(study)
+            with self._splits_lock:
+                self._splits[(name, key)] = split
+                while len(self._splits) > 4:
+                    self._splits.popitem(last=False)
+        num_labels = len(record.label_names) or (max(split.labels) + 1 if split.labels else 0)
+        return split, kept_models(folders, split.texts, num_labels), record
+
+    def calibration_view(self, name: str | None) -> tuple[Any, str]:
+        """The reliability diagram of each backbone's best model and a table of temperature and ECE before/after."""
+        from textclf.charts import Calibrations, colors, draw_reliability, extract_reliability
+        from textclf.review import calibration_rows
+
+        split, models, record = self._review(name)
+        single = {b: m for b, m in models.items() if m.info.task != "multi_label"}
+        if not single:
+            why = ("multi-label models keep per-label sigmoid probabilities with thresholds chosen on validation; "
+                   "they are not temperature-scaled" if models else "no kept model with stored validation answers yet")
+            return draw_reliability(Calibrations("Reliability", {}, {}, message=why[0].upper() + why[1:] + ".")), ""
+        fig = draw_reliability(extract_reliability({b: (m.probs, split.labels, m.temperature)
+                                                    for b, m in single.items()}, colors(record)))
+        lines = ["| best model of | temperature | validation ECE before | after |", "| --- | --- | --- | --- |"]
+        lines += [f"| {md(r['backbone'])} | {r['temperature']:.3f} | {r['ece']:.4f} | {r['ece_scaled']:.4f} |"
+                  for r in calibration_rows(single, split.labels)]
+        lines.append("\nThe temperature is fitted on these validation rows; the study summary's test ECE is the "
+                     "unbiased check. Predict, the REST endpoint, `predict` and exports all apply it.")
+        return fig, "\n".join(lines)
+
+    def error_choices(self, name: str | None) -> tuple[list[str], list[str]]:
+        """The backbones whose best model the error browser can read, and the study's label names."""
+        _, models, _ = self._review(name)
+        single = [b for b, m in models.items() if m.info.task != "multi_label"]
+        labels = next(iter(models.values())).info.label_names if models else []
+        return single, list(labels)
+
+    def error_view(self, name: str | None, backbone: str | None, kind: str = "confident_wrong",
+                   gold: str | None = None, predicted: str | None = None, label: str | None = None,
+                   query: str | None = None, limit: int = 50) -> list[list[Any]]:
+        """Validation rows of ``backbone``'s best model: text, gold, prediction, confidence, margin (see
+        :func:`textclf.analysis.error_rows`); ``gold`` and ``predicted`` together pick one confusion-matrix cell."""
+        from textclf.review import errors
+
+        split, models, _ = self._review(name)
+        if not backbone or backbone not in models:
+            raise TextclfError(f"pick one of the study's kept models ({', '.join(models) or 'none yet'})")
+        if (gold is None) != (predicted is None):
+            raise TextclfError("a confusion-matrix cell needs both its true and its predicted label; pick both or "
+                               "neither")
+        if query is not None:
+            check_text_length(query, "the search text")
+        rows = errors(models[backbone], split.texts, split.labels, kind=kind, label=label or None,
+                      cell=(gold, predicted) if gold else None, query=query or None, limit=limit)
+        return [[r.index, r.text[:ERROR_TEXT_CHARS], r.gold, r.predicted, round(r.confidence, 4), round(r.margin, 4)]
+                for r in rows]
+
     # ---------------------------------------------------------------- Attention
     def attention(self, text: str, models: list[str] | None, layer: int, head: int | None, max_length: int = 128
                   ) -> tuple[Any, str]:
         """The heatmap of the first model, and for every chosen model: what the classification token attends to,
         the rollout, and gradient × input saliency, side by side."""
-        from textclf.attention import attention_view, heatmap, rollout, saliency, special_positions, text_html
+        from textclf.attention import attention_view, heatmaps, rollout, saliency, special_positions, text_html
 
         if not isinstance(text, str) or not text.strip():
             raise DataError("expected a sentence to look at; type one")
         check_text_length(text)
         chosen = [m for m in (models or []) if m] or [self.models.best() or BEST]
-        fig, blocks = None, []
+        views, blocks = [], []
         for name in chosen[:4]:
+            name, _ = self.models.folder(name)
             predictor = self.models.get(name, eager=True)
             info = predictor.info
             view = attention_view(predictor.model, predictor.tokenizer, text, info.label_names,
                                   multi_label=info.task == "multi_label", max_length=max_length)
             lay = min(max(int(layer), 0), view.n_layers - 1)
             hd = None if head is None or int(head) < 0 else min(int(head), view.n_heads - 1)
-            if fig is None:
-                fig = heatmap(view, lay, hd)
+            views.append((name, view, lay, hd))
+            clamped = (f"<div style='color:#b45309'>This model has {view.n_layers} layers and {view.n_heads} heads: "
+                       f"showing layer {lay}{'' if hd is None else f', head {hd}'}.</div>"
+                       if lay != int(layer) or (hd is not None and hd != int(head or 0)) else "")
             skip = special_positions(predictor.tokenizer, view.tokens)
             summary = view.summary_index
             att = view.attentions[lay].mean(0) if hd is None else view.attentions[lay, hd]
@@ -689,14 +878,62 @@ class Dashboard:
             blocks.append("<div class='textclf-model' style='flex:1; min-width:280px; padding:8px; "
                           "border:1px solid #ddd; border-radius:8px'>"
                           f"<div style='font-weight:700; margin-bottom:6px'>{html.escape(title)}</div>"
-                          + note
+                          + note + clamped
                           + text_html(view.tokens, att[summary], title=f"classification token ({pos}) attends to, "
                                       f"layer {lay}", skip=skip)
                           + text_html(view.tokens, rollout(view.attentions)[summary], title="attention rollout",
                                       color="245,133,24", skip=skip)
                           + text_html(view.tokens, sal, title="gradient × input saliency", color="84,162,75", skip=skip)
                           + "</div>")
-        return fig, "<div style='display:flex; gap:12px; flex-wrap:wrap'>" + "".join(blocks) + "</div>"
+        return heatmaps(views), "<div style='display:flex; gap:12px; flex-wrap:wrap'>" + "".join(blocks) + "</div>"
+
+    def attention_shape(self, models: list[str] | None) -> tuple[int, int]:
+        """The layers and heads every chosen model has (the fewest of each), from their configs: the sliders'
+        ranges."""
+        import json
+
+        from textclf.export import ModelInfo
+
+        chosen = [m for m in (models or []) if m] or [self.models.best() or BEST]
+        layers, heads = [], []
+        for name in chosen[:4]:
+            _, folder = self.models.folder(name)
+            ModelInfo.load(folder)  # a folder textclf wrote
+            cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+            layers.append(int(cfg.get("num_hidden_layers") or cfg.get("n_layer") or 12))
+            heads.append(int(cfg.get("num_attention_heads") or cfg.get("n_head") or 12))
+        return min(layers), min(heads)
+
+
+def _backbone_name(meta: Path) -> str:
+    """A kept model's backbone as the rest of the app spells it (``scratch:minilm``), where its folder's name
+    (``scratch_minilm``, made file-safe) comes from it; otherwise the folder's name."""
+    import json
+
+    from textclf.storage import safe_name
+
+    try:
+        backbone = json.loads(meta.read_text(encoding="utf-8")).get("backbone")
+    except (OSError, ValueError, AttributeError):
+        backbone = None
+    folder = meta.parent.name
+    return backbone if isinstance(backbone, str) and safe_name(backbone, "backbone") == folder else folder
+
+
+def trial_row(t: Any, epochs: int | None = None) -> list[Any]:
+    """One row of the live trial table (see app.TRIAL_HEADERS); a parameter not sampled yet is blank, and epochs
+    fixed for the whole study (``epochs``) are shown for every trial."""
+    p = t.params
+
+    def num(key: str, fmt: str) -> str:
+        return format(p[key], fmt) if isinstance(p.get(key), (int, float)) else ""
+
+    state = t.state.lower() + (f" ({(t.progress or 0):.0%})" if t.state == "RUNNING" else
+                               " (time budget)" if t.stopped else "") + (" (collapsed)" if t.collapsed else "")
+    return [t.number, t.backbone, num("lr", ".2e"), num("head_lr_ratio", ".1f"), p.get("batch_size", ""),
+            p.get("epochs", epochs if epochs is not None else ""), num("weight_decay", ".3f"),
+            num("warmup_fraction", ".2f"), state, "" if t.value is None else round(t.value, 4),
+            "" if t.duration_s is None else round(t.duration_s, 1)]
 
 
 def _number(value: Any, what: str) -> float:

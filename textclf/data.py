@@ -61,7 +61,8 @@ PRESETS: dict[str, Preset] = {
     "go_emotions": Preset("google-research-datasets/go_emotions", "text", "labels", ("go_emotions", "goemotions"),
                           hub_config="simplified", task="multi_label"),
 }
-SAMPLES: dict[str, Path] = {"demo": SAMPLES_DIR / "demo", "demo-multilabel": SAMPLES_DIR / "demo_multilabel"}
+SAMPLES: dict[str, Path] = {"demo": SAMPLES_DIR / "demo", "demo-multilabel": SAMPLES_DIR / "demo_multilabel",
+                            "demo-banking": SAMPLES_DIR / "demo_banking"}  # eight BANKING77 card intents, CC BY 4.0
 
 
 @dataclass

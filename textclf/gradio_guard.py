@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 EVENT_ROUTE = re.compile(r"/gradio_api/(queue/join|run/[^/]+|api/[^/]+|call/(v2/)?[^/]+)/?$")
 CHOICE_TYPES = ("dropdown", "radio", "checkboxgroup")
 UPLOAD_ROUTE = re.compile(r"/gradio_api/upload/?$")
+SELECT_EVENTS = {"select"}  # events whose handlers take Gradio's SelectData, built from the request's event_data
 MAX_DEPTH = 32  # nesting of a request's inputs: a handler's inputs nest a few levels (a file reference: 3)
 
 
@@ -75,20 +76,26 @@ class GradioGuard:
         handler = self._inputs(path, payload)
         if handler is None:
             return "this app has no such handler: take the handlers from its /config"
-        inputs, updated = handler
+        inputs, updated, events = handler
+        if events & SELECT_EVENTS and not (isinstance(payload.get("event_data"), dict)
+                                           and "index" in payload["event_data"]):
+            # Gradio builds the handler's SelectData from it before the handler runs, and fails without it.
+            return "this handler answers a selection: send the event data (its index) with the request"
         for i, (component, value) in enumerate(zip(inputs, payload["data"], strict=False)):
             # A handler can give a component it updates new choices for one visitor, which the config does not
-            # hold: those choices are the handler's (and Gradio's) to check.
-            wrong = _wrong_type(component, value) or (None if component.get("id") in updated
-                                                      else _outside_choices(component, value) or _outside_range(component, value))
+            # hold: those choices are the handler's (and Gradio's) to check. A slider's range in the config is its
+            # widest: handlers here only narrow it (the Attention section's layers and heads), so it always holds.
+            wrong = (_wrong_type(component, value) or _outside_range(component, value)
+                     or (None if component.get("id") in updated else _outside_choices(component, value)))
             if wrong:
                 label = component.get("props", {}).get("label") or component.get("type")
                 return f"input {i + 1} ({str(label)[:60]}) {wrong}"
         return None
 
-    def _inputs(self, path: str, payload: dict[str, Any]) -> tuple[list[dict[str, Any]], set[int]] | None:
-        """The input components of the handler this request runs (by fn_index, or by the api_name in its path), and
-        the ids of every component some handler updates; None when the Blocks have no such handler."""
+    def _inputs(self, path: str, payload: dict[str, Any]) -> tuple[list[dict[str, Any]], set[int], set[str]] | None:
+        """The input components of the handler this request runs (by fn_index, or by the api_name in its path), the
+        ids of every component some handler updates, and the events that trigger it; None when the Blocks have no
+        such handler."""
         config = self.demo.config or {}
         components = {c["id"]: c for c in config.get("components", [])}
         deps = config.get("dependencies", [])
@@ -97,7 +104,8 @@ class GradioGuard:
         fn_index = payload.get("fn_index")
         for dep in deps:
             if (api_name is not None and dep.get("api_name") == api_name) or (api_name is None and dep.get("id") == fn_index):
-                return [components.get(i, {}) for i in dep.get("inputs", [])], updated
+                events = {t[1] for t in dep.get("targets", []) if isinstance(t, (list, tuple)) and len(t) == 2}
+                return [components.get(i, {}) for i in dep.get("inputs", [])], updated, events
         return None
 
 

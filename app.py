@@ -304,7 +304,7 @@ def _compare_section(dash: Dashboard, existing: gr.Dropdown) -> None:
         for i in range(0, len(CHARTS), 2):
             with gr.Row():
                 for key, label in CHARTS[i:i + 2]:
-                    plots[key] = gr.Plot(label=label)
+                    plots[key] = gr.Plot(label=label, show_label=False)  # each figure carries its own title
         compare_ticker = gr.Timer(6.0)
         with gr.Accordion("What the best models get wrong, and how far to trust them", open=False) as review_box:
             with gr.Row():

@@ -45,7 +45,7 @@ def test_data_section_describes_the_sample(trained: Dashboard) -> None:
     assert "single-label" in md and "3 labels" in md and "train 240" in md
     assert len(rows) == 20 and rows[0][1] in {"complaint", "praise", "question"}
     assert list(fig.data[0].x) == ["complaint", "praise", "question"] and sum(fig.data[0].y) == 240
-    assert fig.layout.height
+    assert fig.layout.height and fig.layout.xaxis.title.text == "label" and fig.layout.yaxis.title.text == "training rows"
 
 
 @pytest.mark.parametrize("hub", ["/etc/passwd", "../secrets", "a/b/c", "~/x"])

@@ -225,7 +225,11 @@ def draw_lr_ratio_map(info: Scatter) -> Any:
 
     go = _go()
     backbones = list(info.series)
-    fig = make_subplots(rows=1, cols=len(backbones), subplot_titles=backbones, shared_yaxes=True)
+    # One x range for every panel (shared_xaxes only links the axes of one column): the panels compare as drawn.
+    fig = make_subplots(rows=1, cols=len(backbones), subplot_titles=[plot_text(b) for b in backbones],
+                        shared_yaxes=True)
+    lrs = [p.x for points in info.series.values() for p in points if isinstance(p.x, (int, float)) and p.x > 0]
+    x_range = [math.log10(min(lrs)) - 0.1, math.log10(max(lrs)) + 0.1] if lrs else None
     values = [p.value for points in info.series.values() for p in points]
     lo, hi = min(values), max(values)
     for col, (backbone, points) in enumerate(info.series.items(), start=1):
@@ -236,7 +240,7 @@ def draw_lr_ratio_map(info: Scatter) -> Any:
                     "colorbar": {"title": info.metric}, "line": {"width": 1, "color": "#333"}},
             text=[f"trial {p.trial}: {p.value:.4f}" for p in points], name=backbone, showlegend=False,
             hovertemplate="lr=%{x:.2e}<br>ratio=%{y:.1f}<br>%{text}<extra></extra>"), row=1, col=col)
-        fig.update_xaxes(type="log", title_text="encoder lr", row=1, col=col)
+        fig.update_xaxes(type="log", title_text="encoder lr", range=x_range, row=1, col=col)
     fig.update_yaxes(type="log", title_text="head / encoder lr", row=1, col=1)
     return _layout(fig, info.title)
 
@@ -322,7 +326,9 @@ def draw_optimization_history(info: Scatter) -> Any:
     fig.add_trace(go.Scatter(x=[p.trial for _, p in rows], y=[p.y for _, p in rows], mode="lines", name="best so far",
                              line={"color": "#222", "shape": "hv"}))
     _baseline_line(fig, info)
-    return _layout(fig, info.title, xaxis_title="trial", yaxis_title=info.metric)
+    # Trials are whole numbers: ticks at whole steps, at most ~10 of them.
+    return _layout(fig, info.title, xaxis_title="trial", yaxis_title=info.metric, xaxis_tickformat="d",
+                   xaxis_dtick=max(1, math.ceil(len(rows) / 10)))
 
 
 # ------------------------------------------------------------------------------------------------------ best models
@@ -452,7 +458,9 @@ def draw_parallel_coordinates(info: Parallel) -> Any:
                          "ticktext": [plot_text(t) for t in d.ticks]})
         elif d.log and min(d.values) > 0:  # Parcoords has no log axis: draw log10 with the real values as ticks
             logs = [math.log10(v) for v in d.values]
-            ticks = sorted(set(d.values))
+            distinct = sorted(set(d.values))  # at most 6 ticks, spread over the range: more overlap
+            ticks = [distinct[round(i * (len(distinct) - 1) / 5)] for i in range(6)] if len(distinct) > 6 else distinct
+            ticks = sorted(set(ticks))
             dims.append({"label": d.label, "values": logs, "tickvals": [math.log10(v) for v in ticks],
                          "ticktext": [f"{v:.3g}" for v in ticks]})
         else:

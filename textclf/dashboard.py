@@ -449,7 +449,8 @@ class Dashboard:
                 for t, lab in zip(data.train.texts[:20], data.train.labels[:20], strict=False)]
         fig = go.Figure(go.Bar(x=[plot_text(n) for n in data.label_names], y=counts, marker_color="#4C78A8"))
         fig.update_layout(title={"text": "Label distribution (train)", "x": 0.01}, height=340, template="plotly_white",
-                          margin={"l": 50, "r": 20, "t": 50, "b": 80})
+                          margin={"l": 60, "r": 20, "t": 50, "b": 80}, xaxis_title="label",
+                          yaxis_title="training rows" if data.task != "multi_label" else "training rows with it")
         return "\n".join(lines), rows, fig
 
     # ---------------------------------------------------------------- Study

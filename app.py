@@ -411,8 +411,8 @@ def _attention_section(dash: Dashboard) -> gr.Dropdown:
             n_layers, n_heads = dash.attention_shape(models)
         except TextclfError:
             return gr.skip(), gr.skip()  # no model yet: the sliders stay as they are until one is trained
-        return (gr.Slider(maximum=n_layers - 1, value=min(int(lay), n_layers - 1)),
-                gr.Slider(maximum=n_heads - 1, value=min(int(hd), n_heads - 1)))
+        return (gr.update(maximum=n_layers - 1, value=min(int(lay), n_layers - 1)),
+                gr.update(maximum=n_heads - 1, value=min(int(hd), n_heads - 1)))
 
     attn_models.change(ranges, [attn_models, layer, head], [layer, head], api_visibility="private")
     attn_btn.click(show_attention, [attn_text, attn_models, layer, head], [attn_plot, attn_html],

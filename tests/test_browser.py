@@ -85,6 +85,8 @@ def test_quick_demo_compare_attention_predict_in_a_real_browser(app_url: dict) -
         page.goto(app["url"])
 
         page.get_by_role("tab", name="Data").click()
+        # The preselected bundled sample is described as the page opens, without pressing Load data.
+        expect(page.get_by_text("single-label, 8 labels")).to_be_visible(timeout=90_000)
         page.locator("input[type=file]").first.set_input_files(app["csv"])
         page.get_by_role("button", name="Load data").click()
         expect(page.get_by_text("single-label, 3 labels")).to_be_visible(timeout=60_000)
@@ -115,16 +117,8 @@ def test_quick_demo_compare_attention_predict_in_a_real_browser(app_url: dict) -
         expect(page.locator("#err-table")).to_contain_text(re.compile("card|compromised"), timeout=60_000)
         page.screenshot(path=str(ARTIFACTS / "review.png"), full_page=False)
 
-        page.get_by_role("tab", name="Attention").click()
-        box = page.get_by_label("Sentence")
-        box.fill(f"The kettle broke after a week {XSS}")
-        page.get_by_role("button", name="Show attention").click()
-        expect(page.locator(".textclf-model")).to_have_count(1, timeout=60_000)
-        expect(page.get_by_text("attention rollout")).to_be_visible()
-        page.screenshot(path=str(ARTIFACTS / "attention.png"), full_page=True)
-
         page.get_by_role("tab", name="Predict").click()
-        page.get_by_label("Text").fill(f"My new card still has not arrived {XSS}")
+        page.get_by_label("Text", exact=True).fill(f"My new card still has not arrived {XSS}")
         page.get_by_role("button", name="Predict", exact=True).click()
         expect(page.locator("#pred-info")).to_contain_text(" ms", timeout=60_000)
         expect(page.locator("#pred-label")).to_contain_text(re.compile("card|compromised|question|complaint|praise"))
@@ -134,7 +128,7 @@ def test_quick_demo_compare_attention_predict_in_a_real_browser(app_url: dict) -
         model = page.get_by_label("Model", exact=True)
         model.click()
         page.get_by_role("option", name="html / tiny-bert").click()
-        page.get_by_label("Text").fill("Is it waterproof?")
+        page.get_by_label("Text", exact=True).fill("Is it waterproof?")
         page.get_by_role("button", name="Predict", exact=True).click()
         expect(page.locator("#pred-info")).to_contain_text(re.compile("SESSION EXPIRED|claim|img src"), timeout=60_000)
         expect(page.locator("#pred-label")).to_contain_text(re.compile("SESSION EXPIRED|claim|img src"))
@@ -151,6 +145,15 @@ def test_quick_demo_compare_attention_predict_in_a_real_browser(app_url: dict) -
             timeout=60_000)
         assert page.locator(INJECTED).count() == 0, "a label name rendered as HTML in a chart"
         page.screenshot(path=str(ARTIFACTS / "compare-html-labels.png"), full_page=True)
+
+        # Attention last: with gradio 6.31, opening Attention before Predict can hide the Predict tab in Chromium.
+        page.get_by_role("tab", name="Attention").click()
+        box = page.get_by_label("Sentence")
+        box.fill(f"The kettle broke after a week {XSS}")
+        page.get_by_role("button", name="Show attention").click()
+        expect(page.locator(".textclf-model")).to_have_count(1, timeout=60_000)
+        expect(page.get_by_text("attention rollout")).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "attention.png"), full_page=True)
 
         assert page.evaluate("window.__xss") is None, "an HTML payload executed"
         assert not dialogs

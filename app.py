@@ -159,7 +159,8 @@ def _read_form(form: dict[str, Any], values: dict[Any, Any]) -> StudyForm:
 def _study_section(dash: Dashboard, source: gr.State) -> tuple[gr.Dataframe, gr.Dropdown]:
     cfg = dash.cfg
     with gr.Tab("Study", id="study"):
-        backbone_tbl = gr.Dataframe(headers=["backbone", "model", "status"], label="Backbones", max_height=260)
+        backbone_tbl = gr.Dataframe(headers=["backbone", "model", "status"], label="Backbones", max_height=320,
+                                    wrap=True, column_widths=["14%", "36%", "50%"])  # the status says why, in full
         with gr.Row():
             study_name = gr.Textbox(value="my-study", label="Study name")
             backbones = gr.CheckboxGroup(cfg.backbones, value=[b for b in ("minilm", "scratch:minilm") if b in cfg.backbones],

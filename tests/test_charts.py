@@ -95,6 +95,8 @@ def test_confusion_and_per_class_use_each_backbones_best_trial() -> None:
     assert [t.name for t in fig.data] == ["minilm", "scratch:minilm"]  # one panel per backbone
     assert [list(r) for r in fig.data[0].z] == [[5, 1], [2, 4]]
     assert list(fig.data[0].x) == ["neg", "pos"]
+    # The true labels once, left of the first panel: a second copy would run into the first matrix.
+    assert fig.layout.yaxis.showticklabels is True and fig.layout.yaxis2.showticklabels is False
     bars = charts.per_class_f1(data)
     assert {b.name for b in bars.data} == {"minilm", "scratch:minilm"}
     assert list(next(b for b in bars.data if b.name == "minilm").y) == pytest.approx([0.85, 0.75])

@@ -348,17 +348,21 @@ def draw_confusion_matrices(info: PerBackbone) -> Any:
     from plotly.subplots import make_subplots
 
     go = _go()
-    fig = make_subplots(rows=1, cols=len(info.values), subplot_titles=list(info.values), horizontal_spacing=0.08)
+    # The true labels are named once, left of the first panel: the panels share them, and a second copy would run
+    # into the neighbouring matrix.
+    fig = make_subplots(rows=1, cols=len(info.values), subplot_titles=[plot_text(b) for b in info.values],
+                        horizontal_spacing=0.04, shared_yaxes=True)
     for col, (backbone, z) in enumerate(info.values.items(), start=1):
         names = [plot_text(n) for n in info.label_names] or [str(i) for i in range(len(z))]
         fig.add_trace(go.Heatmap(z=z, x=names, y=names, colorscale="Blues", text=z, texttemplate="%{text}",
-                                 showscale=False, name=backbone,
-                                 hovertemplate=f"{backbone}<br>true %{{y}}<br>predicted %{{x}}: %{{z}}<extra></extra>"),
+                                 showscale=False, name=plot_text(backbone),
+                                 hovertemplate=f"{plot_text(backbone)}<br>true %{{y}}<br>predicted %{{x}}: "
+                                               "%{z}<extra></extra>"),
                       row=1, col=col)
-        fig.update_yaxes(autorange="reversed", row=1, col=col)
-        fig.update_xaxes(title_text="predicted", row=1, col=col)
+        fig.update_yaxes(autorange="reversed", showticklabels=col == 1, row=1, col=col)
+        fig.update_xaxes(title_text="predicted", tickangle=-45, row=1, col=col)
     fig.update_yaxes(title_text="true", row=1, col=1)
-    return _layout(fig, info.title)
+    return _layout(fig, info.title, height=max(HEIGHT, 120 + 28 * len(info.label_names)))
 
 
 def extract_per_class_f1(data: StudyRecord) -> PerBackbone:

@@ -265,6 +265,7 @@ class ModelStore:
         self.capacity = capacity
         self.compile = compile
         self._cache: OrderedDict[str, Any] = OrderedDict()
+        self._names: dict[Path, tuple[int, str]] = {}  # textclf.json -> (its mtime, the backbone's display name)
         self._lock = threading.Lock()
         self._loading = threading.Lock()  # one load at a time: a burst of first requests must not load N copies
 
@@ -277,8 +278,24 @@ class ModelStore:
             folder = meta.parent
             if folder.name.startswith(".") or folder.parent.name.startswith("."):
                 continue  # a model being written (".name.tmp-…") or moved aside
-            out[f"{folder.parent.name} / {_backbone_name(meta)}"] = folder
+            out[f"{folder.parent.name} / {self._backbone_name(meta)}"] = folder
         return out
+
+    def _backbone_name(self, meta: Path) -> str:
+        """:func:`_backbone_name`, read once per version of the folder's textclf.json: the scan runs on every
+        prediction."""
+        try:
+            version = meta.stat().st_mtime_ns
+        except OSError:
+            return meta.parent.name
+        with self._lock:
+            known = self._names.get(meta)
+        if known is not None and known[0] == version:
+            return known[1]
+        name = _backbone_name(meta)
+        with self._lock:
+            self._names[meta] = (version, name)
+        return name
 
     def best(self) -> str | None:
         """The model with the highest validation score, each by its own study's metric (folders kept before the
@@ -735,7 +752,6 @@ class Dashboard:
         _, folder = self.models.folder(name)
 
         def validation(study_name: str | None) -> Any:
-            from textclf.runner import validation_of
             from textclf.storage import load_study
 
             try:
@@ -743,7 +759,7 @@ class Dashboard:
             except ConfigError as exc:
                 raise TextclfError(f"{exc}; the ONNX export's parity gate needs the study's validation split: "
                                    "download the PyTorch format") from None
-            return validation_of(study)
+            return self._validation(study.study_name, study)
 
         return str(self.zips.get(folder, fmt, validation))
 
@@ -769,11 +785,27 @@ class Dashboard:
         return record, figs, key
 
     # ---------------------------------------------------------------- Review: errors and calibration
+    def _validation(self, name: str, study: Any) -> Any:
+        """The validation split of ``study`` (named ``name``), loaded once per data settings and kept for the next
+        call (the error browser's filters, the parity gate of a download)."""
+        from textclf.runner import validation_of
+        from textclf.storage import setup_of
+
+        key = (name, repr(sorted((k, str(v)) for k, v in setup_of(study).items() if k in SPLIT_KEYS)))
+        with self._splits_lock:
+            split = self._splits.get(key)
+        if split is None:
+            split = validation_of(study)
+            with self._splits_lock:
+                self._splits[key] = split
+                while len(self._splits) > 4:
+                    self._splits.popitem(last=False)
+        return split
+
     def _review(self, name: str | None) -> tuple[Any, dict[str, Any], Any]:
         """The validation split of study ``name``, its kept best models (backbone -> KeptModel: only folders the
         model scan lists, so nothing is read from a path the storage alone names) and its record."""
         from textclf.review import kept_models
-        from textclf.runner import validation_of
         from textclf.storage import load_study, model_folder, read_study
 
         if not name:
@@ -784,15 +816,7 @@ class Dashboard:
         listed = {folder.resolve() for folder in self.models.available().values()}
         folders = {b: model_folder(root, b) for b in record.best_per_backbone()}
         folders = {b: f for b, f in folders.items() if f.resolve() in listed}
-        key = repr(sorted((k, str(v)) for k, v in record.setup.items() if k in SPLIT_KEYS))
-        with self._splits_lock:
-            split = self._splits.get((name, key))
-        if split is None:
-            split = validation_of(study)
-            with self._splits_lock:
-                self._splits[(name, key)] = split
-                while len(self._splits) > 4:
-                    self._splits.popitem(last=False)
+        split = self._validation(name, study)
         num_labels = len(record.label_names) or (max(split.labels) + 1 if split.labels else 0)
         return split, kept_models(folders, split.texts, num_labels), record
 

@@ -91,16 +91,19 @@ def build_demo(storage: str | None = None, studies_dir: str | None = None, publi
         source = gr.State(DEFAULT_DATA)  # the data chosen in Data, which Study trains on
         with gr.Tabs():
             _data_section(dash, source, demo)
-            backbone_tbl, existing = _study_section(dash, source)
+            backbone_tbl, backbone_pick, existing = _study_section(dash, source)
             _compare_section(dash, existing)
             attn_models = _attention_section(dash)
             pred_model = _predict_section(dash)
 
         @guard(dash)
-        def initial() -> tuple[Any, ...]:
-            return (dash.backbone_table(), _studies_update(dash), _model_choice(dash), _models_choice(dash))
+        def initial(ticked: list[str] | None) -> tuple[Any, ...]:
+            table = dash.backbone_table()
+            return (table, _backbones_choice(table, ticked), _studies_update(dash), _model_choice(dash),
+                    _models_choice(dash))
 
-        demo.load(initial, None, [backbone_tbl, existing, pred_model, attn_models], api_visibility="private")
+        demo.load(initial, backbone_pick, [backbone_tbl, backbone_pick, existing, pred_model, attn_models],
+                  api_visibility="private")
     demo.queue(default_concurrency_limit=4, max_size=64 if cfg.public else None)
     return demo
 
@@ -108,6 +111,13 @@ def build_demo(storage: str | None = None, studies_dir: str | None = None, publi
 def _studies_update(dash: Dashboard, selected: str | None = None) -> Any:
     names = dash.list_studies()
     return gr.Dropdown(choices=names, value=selected if selected in names else (names[-1] if names else None))
+
+
+def _backbones_choice(table: list[list[str]], ticked: list[str] | None) -> Any:
+    """The backbone boxes offer only what loads here or downloads (the table above says why the others don't); a
+    visitor's ticks are kept where still offered. Start checks the names again: a client need not load the page."""
+    offered = [row[0] for row in table if not str(row[2]).startswith("unavailable")]
+    return gr.CheckboxGroup(choices=offered, value=[b for b in ticked or [] if b in offered])
 
 
 def _model_choice(dash: Dashboard) -> Any:
@@ -130,15 +140,20 @@ def _data_section(dash: Dashboard, source: gr.State, demo: gr.Blocks) -> None:
         load_btn = gr.Button("Load data", variant="primary")
         data_md = gr.Markdown()
         with gr.Row():
-            preview = gr.Dataframe(headers=["text", "label(s)"], label="Preview (train)", max_height=360)
+            # Wrapped, with the labels column kept in view: long texts would otherwise push it out of sight.
+            preview = gr.Dataframe(headers=["text", "label(s)"], label="Preview (train)", max_height=360, wrap=True,
+                                   column_widths=["70%", "30%"], elem_id="data-preview")
             dist = gr.Plot(label="Label distribution")
 
-    guarded = guard(dash)
-
-    @guarded
-    def load_data(p: str, up: str | None, hub: str) -> tuple[str, str, list, Any]:
-        src = dash.resolve_data(p, up, hub)
-        md, rows, fig = dash.describe_data(src)
+    @guard(dash)
+    def load_data(p: str, up: str | None, hub: str) -> tuple[Any, ...]:
+        try:
+            src = dash.resolve_data(p, up, hub)
+            md, rows, fig = dash.describe_data(src)
+        except TextclfError as exc:
+            # A toast, and everything shown stays as it was: the data a study will use is the data on screen.
+            gr.Warning(toast(f"{dash.refused('load_data', exc)} (the data shown is unchanged)"))
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         return src, md, rows, fig
 
     outputs = [source, data_md, preview, dist]
@@ -156,7 +171,7 @@ def _read_form(form: dict[str, Any], values: dict[Any, Any]) -> StudyForm:
     return StudyForm(**read)
 
 
-def _study_section(dash: Dashboard, source: gr.State) -> tuple[gr.Dataframe, gr.Dropdown]:
+def _study_section(dash: Dashboard, source: gr.State) -> tuple[gr.Dataframe, gr.CheckboxGroup, gr.Dropdown]:
     cfg = dash.cfg
     with gr.Tab("Study", id="study"):
         backbone_tbl = gr.Dataframe(headers=["backbone", "model", "status"], label="Backbones", max_height=320,
@@ -164,7 +179,7 @@ def _study_section(dash: Dashboard, source: gr.State) -> tuple[gr.Dataframe, gr.
         with gr.Row():
             study_name = gr.Textbox(value="my-study", label="Study name")
             backbones = gr.CheckboxGroup(cfg.backbones, value=[b for b in ("minilm", "scratch:minilm") if b in cfg.backbones],
-                                         label="Backbones")
+                                         label="Backbones (those that load here; the table says why others don't)")
         default = StudyForm(data=DEFAULT_DATA, backbones=[])
         with gr.Row():
             trials = gr.Slider(1, cfg.max_trials, value=min(int(default.trials), cfg.max_trials), step=1,
@@ -201,7 +216,8 @@ def _study_section(dash: Dashboard, source: gr.State) -> tuple[gr.Dataframe, gr.
             existing = gr.Dropdown([], label="Open a study in the storage", allow_custom_value=True)
             refresh_btn = gr.Button("↻", scale=0, min_width=60)
         study_msg = gr.Markdown()
-        status_md = gr.Markdown("No study selected.")
+        msg_for = gr.State(None)  # the study that study_msg's "started" line is about: cleared when it ends
+        status_md = gr.Markdown("No study selected.", elem_id="study-summary")
         trial_tbl = gr.Dataframe(headers=TRIAL_HEADERS, label="Trials (live): click a row for the trial in full",
                                  max_height=420, interactive=False, elem_id="trial-table")
         picked = gr.State(None)  # the trial number whose details are shown (refreshed while it runs)
@@ -227,24 +243,23 @@ def _study_section(dash: Dashboard, source: gr.State) -> tuple[gr.Dataframe, gr.
                             "class_weight": class_weight, "jobs": jobs}
 
     @guarded
-    def start(values: dict[Any, Any], request: gr.Request) -> tuple[str, Any]:
+    def start(values: dict[Any, Any], request: gr.Request) -> tuple[str, Any, str]:
         name = (values[study_name] or "").strip()
         msg = dash.start_study(name, _read_form(form, values), owner=_session(request))
-        return msg, gr.Dropdown(choices=sorted({*dash.list_studies(), name}), value=name)
+        return msg, gr.Dropdown(choices=sorted({*dash.list_studies(), name}), value=name), name
 
     components = {study_name} | {c for v in form.values() for c in (v if isinstance(v, tuple) else (v,))}
-    start_btn.click(start, components, [study_msg, existing], api_visibility="private")
+    start_btn.click(start, components, [study_msg, existing, msg_for], api_visibility="private")
 
     @guarded
-    def quick(request: gr.Request) -> tuple[str, Any, str]:
+    def quick(request: gr.Request) -> tuple[str, Any, str, str]:
         demo = StudyForm(data=QUICK_DEMO["data"], backbones=QUICK_DEMO["backbones"], trials=QUICK_DEMO["trials"])
         msg = dash.start_study(QUICK_DEMO["study"], demo, owner=_session(request))
         names = sorted({*dash.list_studies(), QUICK_DEMO["study"]})
-        return msg, gr.Dropdown(choices=names, value=QUICK_DEMO["study"]), QUICK_DEMO["study"]
+        return msg, gr.Dropdown(choices=names, value=QUICK_DEMO["study"]), QUICK_DEMO["study"], QUICK_DEMO["study"]
 
-    # The backbone boxes are left as they are: a component no handler updates keeps fixed choices, which
-    # textclf.gradio_guard checks at the door (the message names the quick demo's backbones).
-    quick_btn.click(quick, None, [study_msg, existing, study_name], api_visibility="private")
+    # The backbone boxes are left as they are (the message names the quick demo's backbones).
+    quick_btn.click(quick, None, [study_msg, existing, study_name, msg_for], api_visibility="private")
 
     @guarded
     def stop(name: str | None, request: gr.Request) -> str:
@@ -253,10 +268,10 @@ def _study_section(dash: Dashboard, source: gr.State) -> tuple[gr.Dataframe, gr.
     stop_btn.click(stop, existing, study_msg, api_visibility="private")
 
     @guarded
-    def resume(name: str | None, n: float, tmo: float | None, request: gr.Request) -> str:
-        return dash.resume_study(name, n, tmo, owner=_session(request))
+    def resume(name: str | None, n: float, tmo: float | None, request: gr.Request) -> tuple[str, str | None]:
+        return dash.resume_study(name, n, tmo, owner=_session(request)), name
 
-    resume_btn.click(resume, [existing, trials, timeout], study_msg, api_visibility="private")
+    resume_btn.click(resume, [existing, trials, timeout], [study_msg, msg_for], api_visibility="private")
     refresh_btn.click(guarded(lambda s: _studies_update(dash, s)), existing, existing, api_visibility="private")
 
     @guarded
@@ -265,6 +280,16 @@ def _study_section(dash: Dashboard, source: gr.State) -> tuple[gr.Dataframe, gr.
 
     existing.change(status, existing, [trial_tbl, status_md], api_visibility="private")
     ticker.tick(status, existing, [trial_tbl, status_md], api_visibility="private")
+
+    @guarded
+    def clear_started(about: str | None) -> tuple[Any, Any]:
+        """The "Study … started" line goes once that study's worker has ended: the summary says how it ended."""
+        worker = dash.studies.worker(about) if isinstance(about, str) else None
+        if about is None or (worker is not None and worker.running):
+            return gr.skip(), gr.skip()
+        return "", None
+
+    ticker.tick(clear_started, msg_for, [study_msg, msg_for], api_visibility="private")
 
     @guarded
     def pick_trial(name: str | None, evt: gr.SelectData) -> tuple[Any, str, Any]:
@@ -295,7 +320,7 @@ def _study_section(dash: Dashboard, source: gr.State) -> tuple[gr.Dataframe, gr.
 
         delete_btn.click(delete, [existing, confirm], [study_msg, existing, confirm], api_visibility="private")
     existing.change(lambda _: (None, "", None), existing, [picked, trial_md, trial_plot], api_visibility="private")
-    return backbone_tbl, existing
+    return backbone_tbl, backbones, existing
 
 
 def _compare_section(dash: Dashboard, existing: gr.Dropdown) -> None:
@@ -307,6 +332,9 @@ def _compare_section(dash: Dashboard, existing: gr.Dropdown) -> None:
                 for key, label in CHARTS[i:i + 2]:
                     plots[key] = gr.Plot(label=label, show_label=False)  # each figure carries its own title
         compare_ticker = gr.Timer(6.0)
+        # Made inside the tab like every component: one made beside the tabs becomes a child of gr.Tabs, which
+        # moves every later tab one place on in the browser (Attention then took Predict's place in the tab bar).
+        drawn = gr.State(None)  # the key of the charts this page shows (see Dashboard.compare_charts)
         with gr.Accordion("What the best models get wrong, and how far to trust them", open=False) as review_box:
             with gr.Row():
                 reliability_plot = gr.Plot(label="Reliability")
@@ -324,7 +352,6 @@ def _compare_section(dash: Dashboard, existing: gr.Dropdown) -> None:
 
     guarded = guard(dash)
 
-    drawn = gr.State(None)  # the key of the charts this page shows (see Dashboard.compare_charts)
 
     @guarded
     def compare(name: str | None) -> tuple[Any, ...]:

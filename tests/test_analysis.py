@@ -28,6 +28,11 @@ def test_confidently_wrong_first_then_ambiguous() -> None:
 
 def test_filters_by_cell_label_and_text() -> None:
     assert [r.index for r in error_rows(TEXTS, GOLD, P, NAMES, kind="all", cell=("complaint", "praise"))] == [1]
+    by_gold = error_rows(TEXTS, GOLD, P, NAMES, kind="all", cell=("complaint", None))
+    assert by_gold and {r.gold for r in by_gold} == {"complaint"} and [r.index for r in by_gold] == sorted(
+        i for i, g in enumerate(GOLD) if NAMES[g] == "complaint")
+    by_pred = error_rows(TEXTS, GOLD, P, NAMES, kind="all", cell=(None, "praise"))
+    assert by_pred and {r.predicted for r in by_pred} == {"praise"}
     assert [r.index for r in error_rows(TEXTS, GOLD, P, NAMES, kind="all", label="praise")] == [0, 1, 4]
     assert [r.index for r in error_rows(TEXTS, GOLD, P, NAMES, kind="all", query="WHERE")] == [5]
     with pytest.raises(ValueError, match="'nope', which is not one of the labels"):

@@ -77,6 +77,16 @@ def test_backbone_table_says_why_unavailable(trained: Dashboard) -> None:
     assert rows["no-such-model"].startswith("unavailable: unknown backbone")
 
 
+def test_backbone_boxes_offer_only_what_loads_and_keep_the_ticks_still_offered(trained: Dashboard) -> None:
+    from app import _backbones_choice
+
+    table = trained.backbone_table(["minilm", "scratch:minilm", "no-such-model"])
+    table.append(["bert", "BERT", "downloads 440 MB from the Hugging Face Hub"])
+    boxes = _backbones_choice(table, ["minilm", "no-such-model", "mpnet"])
+    assert [c[1] for c in boxes.choices] == ["minilm", "scratch:minilm", "bert"]
+    assert boxes.value == ["minilm"]
+
+
 def test_study_status_and_models(trained: Dashboard) -> None:
     rows, line = trained.study_status("done")
     assert len(rows) == 1 and rows[0][1] == "tiny-bert" and rows[0][8].startswith("complete")  # tiny: may collapse
@@ -207,8 +217,12 @@ def test_review_shows_reliability_and_browses_errors(trained: Dashboard) -> None
     assert all("e" in r[1].lower() for r in trained.error_view("done", "tiny-bert", "all", query="E", limit=1000))
     with pytest.raises(TextclfError, match="pick one of the study's kept models"):
         trained.error_view("done", "../../etc", "all")
-    with pytest.raises(TextclfError, match="needs both its true and its predicted label"):
-        trained.error_view("done", "tiny-bert", "all", "praise", None)
+    row = trained.error_view("done", "tiny-bert", "all", "praise", None, limit=1000)  # the matrix's praise row
+    assert {r[2] for r in row} == {"praise"} and {r[0] for r in cell} <= {r[0] for r in row}
+    column = trained.error_view("done", "tiny-bert", "all", None, "praise", limit=1000)
+    assert {r[3] for r in column} == {"praise"}
+    with pytest.raises(TextclfError, match="the true label '<b>nope</b>' is not one of this study's labels"):
+        trained.error_view("done", "tiny-bert", "all", "<b>nope</b>", None)
 
 
 def test_live_box_predictions_from_concurrent_sessions_share_forward_passes(trained: Dashboard,
@@ -311,6 +325,21 @@ def test_worker_process_runs_a_study_and_stop_keeps_finished_trials(trained: Das
     wait_for(lambda: not trained.studies.worker("bg").running, timeout=120)
     trials = load_study("bg", trained.cfg.storage_url).trials
     assert len(trials) == before + 1 and trials[-1].state.name == "COMPLETE"
+
+
+def test_the_tabs_hold_nothing_but_tabs(trained: Dashboard) -> None:
+    """A component made beside the tabs becomes a child of gr.Tabs and moves every later tab one place on in the
+    browser's tab bar (a later tab then shows twice, another not at all)."""
+    from app import build_demo
+
+    cfg = build_demo(dashboard=trained).config
+    kinds = {c["id"]: c["type"] for c in cfg["components"]}
+
+    def tabs(node: dict) -> list[list[str]]:
+        here = [[kinds[c["id"]] for c in node.get("children", [])]] if kinds.get(node["id"]) == "tabs" else []
+        return here + [t for c in node.get("children", []) for t in tabs(c)]
+
+    assert tabs(cfg["layout"]) == [["tabitem"] * 5]
 
 
 def test_launched_app_serves_the_predict_api(trained: Dashboard) -> None:

@@ -104,9 +104,11 @@ def config(base: str) -> dict[str, Any]:
     return httpx.get(f"{base}/config", timeout=10).json()
 
 
-def call(base: str, fn_index: int, data: list[Any], session: str = "visitor-1", timeout: float = 120) -> dict:
+def call(base: str, fn_index: int, data: list[Any], session: str = "visitor-1", timeout: float = 120,
+         logs: list[dict] | None = None) -> dict:
     """One event through /gradio_api/queue/join and its SSE stream, as the browser sends it; returns the
-    process_completed message ({"success", "output": {"data"} or {"error"}})."""
+    process_completed message ({"success", "output": {"data"} or {"error"}}). The event's toasts (gr.Warning,
+    gr.Info: "log" messages) are added to ``logs`` when given."""
     body = {"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None, "trigger_id": None}
     joined = httpx.post(f"{base}/gradio_api/queue/join", json=body, timeout=30)
     if joined.status_code == 422:  # refused at the door (textclf.gradio_guard), in the same shape
@@ -119,6 +121,8 @@ def call(base: str, fn_index: int, data: list[Any], session: str = "visitor-1", 
             if not line.startswith("data:"):
                 continue
             msg = json.loads(line[5:])
+            if msg.get("event_id") == event_id and msg.get("msg") == "log" and logs is not None:
+                logs.append(msg)
             if msg.get("event_id") == event_id and msg.get("msg") == "process_completed":
                 return msg
     raise AssertionError("no process_completed message")
@@ -381,6 +385,22 @@ def test_gradio_api_refuses_an_oversized_text_quickly(served: dict[str, Any]) ->
     assert msg["success"] is False and "limit" in msg["output"]["error"] and time.perf_counter() - start < 5
     body = {"data": ["v" * (2 * MAX_REQUEST_BYTES), BEST], "fn_index": predict["fn_index"], "session_hash": "big"}
     assert httpx.post(f"{served['base']}/gradio_api/queue/join", json=body, timeout=30).status_code == 413
+
+
+def test_a_data_load_that_fails_says_why_in_a_toast_and_keeps_what_is_shown(served: dict[str, Any],
+                                                                             tmp_path: Path) -> None:
+    """No "Error" badges over the preview and chart: the data shown (and the data a study will use) stay."""
+    load = by_inputs(config(served["base"]), ("dropdown", "file", "textbox"))[0]
+    bad = tmp_path / "<b>one-label.csv"
+    bad.write_text("text,label\nfine\tx,a\nalso fine,a\n", encoding="utf-8")
+    logs: list[dict] = []
+    msg = call(served["base"], load["fn_index"], ["demo", file_ref(upload(served, bad)), ""], logs=logs)
+    assert msg["success"], msg
+    state, *shown = msg["output"]["data"]  # the chosen data (a server-side State, never sent), then what is shown
+    assert state is None and all(isinstance(v, dict) and v == {"__type__": "update"} for v in shown), shown
+    [toast] = [m for m in logs if m.get("level") == "warning"]
+    assert "label" in toast["log"] and "data shown is unchanged" in toast["log"]
+    assert "<b>" not in toast["log"] and str(tmp_path) not in toast["log"] and "Traceback" not in toast["log"]
 
 
 def test_the_hub_box_never_reads_local_folders(served: dict[str, Any]) -> None:

@@ -25,11 +25,13 @@ class ErrorRow:
 
 
 def error_rows(texts: list[str], gold: list[int], probabilities: np.ndarray, label_names: list[str], *,
-               kind: str = "confident_wrong", cell: tuple[str, str] | None = None, label: str | None = None,
+               kind: str = "confident_wrong", cell: tuple[str | None, str | None] | None = None,
+               label: str | None = None,
                query: str | None = None, limit: int = 50) -> list[ErrorRow]:
     """Single-label validation rows, ranked by ``kind``: ``confident_wrong`` (wrong answers, most confident
     first), ``ambiguous`` (smallest margin between the top two first) or ``all`` (in split order). ``cell``
-    (gold, predicted) keeps that confusion-matrix cell, ``label`` rows whose gold or prediction is that class, and
+    (gold, predicted) keeps that confusion-matrix cell (one side None: that whole row or column of the matrix),
+    ``label`` rows whose gold or prediction is that class, and
     ``query`` rows whose text contains it (case-insensitive)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -47,7 +49,7 @@ def error_rows(texts: list[str], gold: list[int], probabilities: np.ndarray, lab
                      float(top[i] - second[i])) for i in range(len(texts))]
     needle = query.lower() if query else None
     keep = [r for r in rows
-            if (cell is None or (r.gold, r.predicted) == tuple(cell))
+            if (cell is None or (cell[0] in (None, r.gold) and cell[1] in (None, r.predicted)))
             and (label is None or label in (r.gold, r.predicted))
             and (needle is None or needle in r.text.lower())
             and (kind != "confident_wrong" or r.gold != r.predicted)]

@@ -78,8 +78,12 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 def rescale(probabilities: np.ndarray, temperature: float) -> np.ndarray:
     """Single-label probabilities as if their logits had been divided by ``temperature``. The log of a softmax differs
     from its logits by one constant per row, which the softmax ignores, so the logits themselves are not needed."""
-    p = np.asarray(probabilities, dtype=float)
-    return softmax(np.log(np.clip(p, np.finfo(float).tiny, 1.0)), temperature)
+    return softmax(_log(probabilities), temperature)
+
+
+def _log(probabilities: np.ndarray) -> np.ndarray:
+    """Log-probabilities: logits up to a per-row constant (zeros clipped to the smallest positive float)."""
+    return np.log(np.clip(np.asarray(probabilities, dtype=float), np.finfo(float).tiny, 1.0))
 
 
 @dataclass
@@ -97,6 +101,6 @@ class Calibration:
 
 def calibrate(probabilities: np.ndarray, labels: np.ndarray) -> Calibration:
     """Fit the temperature on a model's validation probabilities (single-label) and measure what it changes."""
-    p = np.asarray(probabilities, dtype=float)
-    t = fit_temperature(np.log(np.clip(p, np.finfo(float).tiny, 1.0)), labels)
-    return Calibration(t, ece(p, labels), ece(rescale(p, t), labels))
+    logits = _log(probabilities)  # taken once: the fit and the scaled probabilities both start from it
+    t = fit_temperature(logits, labels)
+    return Calibration(t, ece(np.asarray(probabilities, dtype=float), labels), ece(softmax(logits, t), labels))

@@ -628,7 +628,9 @@ def draw_trial(info: TrialView) -> Any:
     go = _go()
     t = info.trial
     matrix = (t.report or {}).get("confusion_matrix")
-    fig = make_subplots(rows=1, cols=2 if matrix else 1, horizontal_spacing=0.15,
+    # The matrix's true labels sit in the gap between the panels: it widens with the longest of them.
+    longest = max((len(n) for n in info.label_names), default=4)
+    fig = make_subplots(rows=1, cols=2 if matrix else 1, horizontal_spacing=min(0.45, 0.08 + 0.012 * longest),
                         subplot_titles=[f"validation {info.metric}", *(["confusion matrix"] if matrix else [])])
     xs, ys = [p["step"] / 100 for p in t.curve], [p.get(info.metric) for p in t.curve]
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", line={"color": info.color}, name=plot_text(t.backbone),

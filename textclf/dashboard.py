@@ -334,17 +334,21 @@ class ModelStore:
         return choice, models[choice]
 
     def get(self, name: str | None, *, eager: bool = False) -> Any:
+        return self.named(name, eager=eager)[1]
+
+    def named(self, name: str | None, *, eager: bool = False) -> tuple[str, Any]:
+        """The display name and the loaded Predictor of the model a visitor picked (one scan of the folder)."""
         from textclf.predict import Predictor
 
         choice, folder = self.folder(name)
         key = f"{choice}|{'eager' if eager else 'default'}|{folder.stat().st_mtime}"
         cached = self._cached(key)
         if cached is not None:
-            return cached
+            return choice, cached
         with self._loading:
             cached = self._cached(key)  # loaded by the request we waited for
             if cached is not None:
-                return cached
+                return choice, cached
             # The attention view's eager copy only serves clicks: compiling it would not pay.
             predictor = Predictor.from_dir(folder, attn_implementation="eager" if eager else None,
                                            compile=self.compile and not eager)
@@ -352,7 +356,7 @@ class ModelStore:
                 self._cache[key] = predictor
                 while len(self._cache) > self.capacity:
                     self._cache.popitem(last=False)
-            return predictor
+            return choice, predictor
 
 
 # ------------------------------------------------------------------------------------------------------ the app
@@ -711,8 +715,7 @@ class Dashboard:
         if not isinstance(text, str):
             raise DataError("expected a text to classify; type a sentence")
         check_text_length(text)
-        name, _ = self.models.folder(model)
-        predictor = self.models.get(name)
+        name, predictor = self.models.named(model)
         start = time.perf_counter()
         pred = predictor.predict_one(text)  # concurrent requests share one forward pass
         ms = 1000 * (time.perf_counter() - start)
@@ -851,19 +854,22 @@ class Dashboard:
                    gold: str | None = None, predicted: str | None = None, label: str | None = None,
                    query: str | None = None, limit: int = 50) -> list[list[Any]]:
         """Validation rows of ``backbone``'s best model: text, gold, prediction, confidence, margin (see
-        :func:`textclf.analysis.error_rows`); ``gold`` and ``predicted`` together pick one confusion-matrix cell."""
+        :func:`textclf.analysis.error_rows`); ``gold`` and ``predicted`` together pick one confusion-matrix cell,
+        one of them alone its row (a true label) or column (a predicted one)."""
         from textclf.review import errors
 
         split, models, _ = self._review(name)
         if not backbone or backbone not in models:
             raise TextclfError(f"pick one of the study's kept models ({', '.join(models) or 'none yet'})")
-        if (gold is None) != (predicted is None):
-            raise TextclfError("a confusion-matrix cell needs both its true and its predicted label; pick both or "
-                               "neither")
+        names = models[backbone].info.label_names
+        for side, value in (("true", gold), ("predicted", predicted)):
+            if value is not None and value not in names:
+                raise TextclfError(f"the {side} label {str(value)[:100]!r} is not one of this study's labels; pick "
+                                   "one from the list")
         if query is not None:
             check_text_length(query, "the search text")
         rows = errors(models[backbone], split.texts, split.labels, kind=kind, label=label or None,
-                      cell=(gold, predicted) if gold else None, query=query or None, limit=limit)
+                      cell=(gold, predicted) if gold or predicted else None, query=query or None, limit=limit)
         return [[r.index, r.text[:ERROR_TEXT_CHARS], r.gold, r.predicted, round(r.confidence, 4), round(r.margin, 4)]
                 for r in rows]
 
@@ -880,8 +886,7 @@ class Dashboard:
         chosen = [m for m in (models or []) if m] or [self.models.best() or BEST]
         views, blocks = [], []
         for name in chosen[:4]:
-            name, _ = self.models.folder(name)
-            predictor = self.models.get(name, eager=True)
+            name, predictor = self.models.named(name, eager=True)
             info = predictor.info
             view = attention_view(predictor.model, predictor.tokenizer, text, info.label_names,
                                   multi_label=info.task == "multi_label", max_length=max_length)

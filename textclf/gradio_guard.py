@@ -83,10 +83,13 @@ class GradioGuard:
             return "this handler answers a selection: send the event data (its index) with the request"
         for i, (component, value) in enumerate(zip(inputs, payload["data"], strict=False)):
             # A handler can give a component it updates new choices for one visitor, which the config does not
-            # hold: those choices are the handler's (and Gradio's) to check. A slider's range in the config is its
-            # widest: handlers here only narrow it (the Attention section's layers and heads), so it always holds.
+            # hold: where the config holds none (filled per study), they are the handler's to check. Where it holds
+            # some, they are the widest: handlers here only narrow them (the backbone boxes, to what loads), as
+            # they only narrow a slider's range (the Attention section's layers and heads), so the config holds.
+            choices = component.get("props", {}).get("choices")
             wrong = (_wrong_type(component, value) or _outside_range(component, value)
-                     or (None if component.get("id") in updated else _outside_choices(component, value)))
+                     or (None if component.get("id") in updated and not choices
+                         else _outside_choices(component, value)))
             if wrong:
                 label = component.get("props", {}).get("label") or component.get("type")
                 return f"input {i + 1} ({str(label)[:60]}) {wrong}"

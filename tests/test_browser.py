@@ -87,6 +87,13 @@ def test_quick_demo_compare_attention_predict_in_a_real_browser(app_url: dict) -
         page.get_by_role("tab", name="Data").click()
         # The preselected bundled sample is described as the page opens, without pressing Load data.
         expect(page.get_by_text("single-label, 8 labels")).to_be_visible(timeout=90_000)
+        # A multi-label preset: the preview shows each row's labels beside its text.
+        page.get_by_label("Preset").click()
+        page.get_by_role("option", name="demo-multilabel", exact=True).click()
+        expect(page.get_by_text("multi-label, 4 labels")).to_be_visible(timeout=60_000)
+        labels_cell = page.locator("#data-preview [data-testid=cell-0-1]")  # row 0, the labels column
+        expect(labels_cell).to_contain_text(re.compile("delivery|price|quality|service"))
+        expect(labels_cell).to_be_in_viewport()
         page.locator("input[type=file]").first.set_input_files(app["csv"])
         page.get_by_role("button", name="Load data").click()
         expect(page.get_by_text("single-label, 3 labels")).to_be_visible(timeout=60_000)
@@ -105,7 +112,15 @@ def test_quick_demo_compare_attention_predict_in_a_real_browser(app_url: dict) -
         expect(page.get_by_text(re.compile(r"quick-demo — ended"))).to_be_visible(timeout=600_000)
         expect(page.get_by_text(re.compile(r"Trials: \d complete, \d pruned, 0 failed"))).to_be_visible()
         expect(page.get_by_text(re.compile(r"Test split \(the chosen model"))).to_be_visible()
+        # The "started" line goes once the study has ended: the summary says how it ended.
+        expect(page.get_by_text("Study quick-demo started")).to_have_count(0, timeout=10_000)
         page.screenshot(path=str(ARTIFACTS / "study.png"), full_page=False)
+        page.locator("#study-summary").screenshot(path=str(ARTIFACTS / "study-summary.png"))
+        # Drill into a trial: click its row (the grid's cells; its <table> is a hidden one for measuring).
+        page.locator("#trial-table [data-testid=cell-0-1]").click()
+        expect(page.locator("#trial-detail")).to_contain_text(re.compile(r"Trial \d+ — "), timeout=30_000)
+        expect(page.locator("#trial-detail")).to_contain_text("parameter")
+        page.screenshot(path=str(ARTIFACTS / "trial.png"), full_page=True)
 
         page.get_by_role("tab", name="Compare").click()
         expect(page.locator(".js-plotly-plot:visible").first).to_be_visible(timeout=60_000)
@@ -114,13 +129,42 @@ def test_quick_demo_compare_attention_predict_in_a_real_browser(app_url: dict) -
         page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=False)
         page.get_by_text("What the best models get wrong, and how far to trust them").click()
         expect(page.locator("#calibration-md")).to_contain_text("temperature", timeout=60_000)
+        expect(page.locator(".js-plotly-plot:visible text", has_text="Reliability of each backbone").first).to_be_visible()
         expect(page.locator("#err-table")).to_contain_text(re.compile("card|compromised"), timeout=60_000)
         page.screenshot(path=str(ARTIFACTS / "review.png"), full_page=False)
+        # One confusion-matrix cell (the diagonal one, which every model that learned anything fills), all rows.
+        page.get_by_label("all", exact=True).check()
+        for box in ("Confusion cell: true label", "predicted label"):
+            page.get_by_label(box, exact=True).click()
+            page.get_by_role("option", name="card_arrival", exact=True).click()
+        gold = page.locator("#err-table [role=gridcell][data-col='2']")  # columns: row, text, true, predicted, …
+        predicted = page.locator("#err-table [role=gridcell][data-col='3']")
+        expect(predicted.first).to_have_text("card_arrival", timeout=30_000)
+        expect(gold.first).to_have_text("card_arrival")
+        shown = {t.strip() for t in gold.all_inner_texts() + predicted.all_inner_texts()}
+        assert gold.count() > 1 and shown == {"card_arrival"}, shown
+
+        # Attention for two models, then Predict: the tab bar keeps all five tabs whichever opens first.
+        page.get_by_role("tab", name="Attention").click()
+        box = page.get_by_label("Sentence")
+        box.fill(f"The kettle broke after a week {XSS}")
+        models = page.get_by_label("Models (side by side; default: the best)")
+        for name in ("quick-demo / minilm", "quick-demo / scratch:minilm"):
+            models.click()
+            page.get_by_role("option", name=name, exact=True).click()
+        page.get_by_role("button", name="Show attention").click()
+        expect(page.locator(".textclf-model")).to_have_count(2, timeout=60_000)
+        expect(page.get_by_text("attention rollout").first).to_be_visible()
+        heatmaps = page.locator(".js-plotly-plot:visible")
+        expect(heatmaps).to_have_count(1)  # one figure, a titled heatmap per model in it
+        expect(heatmaps.locator("text", has_text="scratch:minilm").first).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "attention.png"), full_page=True)
 
         page.get_by_role("tab", name="Predict").click()
         page.get_by_label("Text", exact=True).fill(f"My new card still has not arrived {XSS}")
-        page.get_by_role("button", name="Predict", exact=True).click()
+        page.get_by_label("Text", exact=True).press("Enter")  # answers as you type, and on Enter: no button
         expect(page.locator("#pred-info")).to_contain_text(" ms", timeout=60_000)
+        expect(page.locator("#pred-info")).to_contain_text(re.compile(r"model \S+ / \S+"))  # names its model
         expect(page.locator("#pred-label")).to_contain_text(re.compile("card|compromised|question|complaint|praise"))
         page.screenshot(path=str(ARTIFACTS / "predict.png"), full_page=False)
 
@@ -146,15 +190,8 @@ def test_quick_demo_compare_attention_predict_in_a_real_browser(app_url: dict) -
         assert page.locator(INJECTED).count() == 0, "a label name rendered as HTML in a chart"
         page.screenshot(path=str(ARTIFACTS / "compare-html-labels.png"), full_page=True)
 
-        # Attention last: with gradio 6.31, opening Attention before Predict can hide the Predict tab in Chromium.
-        page.get_by_role("tab", name="Attention").click()
-        box = page.get_by_label("Sentence")
-        box.fill(f"The kettle broke after a week {XSS}")
-        page.get_by_role("button", name="Show attention").click()
-        expect(page.locator(".textclf-model")).to_have_count(1, timeout=60_000)
-        expect(page.get_by_text("attention rollout")).to_be_visible()
-        page.screenshot(path=str(ARTIFACTS / "attention.png"), full_page=True)
-
+        tabs = page.get_by_role("tab").all_inner_texts()
+        assert [t.strip() for t in tabs] == ["Data", "Study", "Compare", "Attention", "Predict"], tabs
         assert page.evaluate("window.__xss") is None, "an HTML payload executed"
         assert not dialogs
         browser.close()

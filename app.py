@@ -352,7 +352,6 @@ def _compare_section(dash: Dashboard, existing: gr.Dropdown) -> None:
 
     guarded = guard(dash)
 
-
     @guarded
     def compare(name: str | None) -> tuple[Any, ...]:
         import time

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from textclf.errors import DataError
+
 KINDS = ("confident_wrong", "ambiguous", "all")
 
 
@@ -26,22 +28,25 @@ class ErrorRow:
 
 def error_rows(texts: list[str], gold: list[int], probabilities: np.ndarray, label_names: list[str], *,
                kind: str = "confident_wrong", cell: tuple[str | None, str | None] | None = None,
-               label: str | None = None,
-               query: str | None = None, limit: int = 50) -> list[ErrorRow]:
+               label: str | None = None, query: str | None = None, limit: int = 50) -> list[ErrorRow]:
     """Single-label validation rows, ranked by ``kind``: ``confident_wrong`` (wrong answers, most confident
     first), ``ambiguous`` (smallest margin between the top two first) or ``all`` (in split order). ``cell``
     (gold, predicted) keeps that confusion-matrix cell (one side None: that whole row or column of the matrix),
-    ``label`` rows whose gold or prediction is that class, and
-    ``query`` rows whose text contains it (case-insensitive)."""
+    ``label`` rows whose gold or prediction is that class, and ``query`` rows whose text contains it
+    (case-insensitive). A label name that is not one of ``label_names`` is a DataError (a ValueError) in one line,
+    which the dashboard shows as it is."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     p = np.asarray(probabilities, dtype=float)
     if p.shape != (len(texts), len(label_names)) or len(gold) != len(texts):
         raise ValueError(f"expected {len(texts)} texts, gold labels and rows of {len(label_names)} probabilities, "
                          f"got {len(gold)} labels and shape {p.shape}")
-    for name, value in (("cell", cell[0] if cell else None), ("cell", cell[1] if cell else None), ("label", label)):
+    for side, value in (("true", cell[0] if cell else None), ("predicted", cell[1] if cell else None)):
         if value is not None and value not in label_names:
-            raise ValueError(f"{name} names {value!r}, which is not one of the labels {label_names[:10]}")
+            raise DataError(f"the {side} label {str(value)[:100]!r} is not one of this study's labels; pick one "
+                            "from the list")
+    if label is not None and label not in label_names:
+        raise DataError(f"label names {str(label)[:100]!r}, which is not one of the labels {label_names[:10]}")
     order, at = np.argsort(-p, axis=1, kind="stable"), np.arange(len(p))  # stable: ties go to the first label
     top = p[at, order[:, 0]]
     second = p[at, order[:, 1]] if p.shape[1] > 1 else np.zeros(len(p))

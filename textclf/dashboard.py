@@ -861,11 +861,6 @@ class Dashboard:
         split, models, _ = self._review(name)
         if not backbone or backbone not in models:
             raise TextclfError(f"pick one of the study's kept models ({', '.join(models) or 'none yet'})")
-        names = models[backbone].info.label_names
-        for side, value in (("true", gold), ("predicted", predicted)):
-            if value is not None and value not in names:
-                raise TextclfError(f"the {side} label {str(value)[:100]!r} is not one of this study's labels; pick "
-                                   "one from the list")
         if query is not None:
             check_text_length(query, "the search text")
         rows = errors(models[backbone], split.texts, split.labels, kind=kind, label=label or None,

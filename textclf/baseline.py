@@ -4,6 +4,7 @@ baseline), the majority class, and chance (the training priors, which the pruner
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,13 +24,21 @@ GRIDS: dict[str, tuple[str, tuple[float, ...]]] = {
 
 Scorer = Callable[[list[str]], np.ndarray]
 
+# Multi-label baselines fit one binary model per label, independent of each other: spread over a few cores (they run
+# before any trial, so nothing else is using them; capped so a big machine does not copy the features many times).
+OVR_JOBS = min(4, os.cpu_count() or 1)
 
-def _estimator(name: str, value: float, seed: int) -> Any:
+
+def _estimator(name: str, value: float, seed: int, binary: bool = False) -> Any:
     from sklearn.linear_model import LogisticRegression
     from sklearn.naive_bayes import ComplementNB
     from sklearn.svm import LinearSVC
 
     if name == "tfidf+logreg":
+        # liblinear is the faster solver for one binary problem on sparse TF-IDF (on GoEmotions' 28 labels 14 s
+        # against lbfgs's 42 s at C=10, and a higher validation macro-F1); lbfgs keeps the multinomial loss.
+        if binary:
+            return LogisticRegression(C=value, solver="liblinear", random_state=seed)
         return LogisticRegression(C=value, max_iter=2000, random_state=seed)
     if name == "tfidf+linear_svm":
         return LinearSVC(C=value, random_state=seed)
@@ -66,9 +75,10 @@ def _fit(name: str, value: float, data: TextData, x_train: Any, vec: Any, seed: 
     counts = y.sum(axis=0)
     fitted = np.flatnonzero((counts > 0) & (counts < len(y)))  # a label always or never present cannot be fitted
     if len(fitted) == 1:
-        model: Any = _estimator(name, value, seed).fit(x_train, y[:, fitted[0]])
+        model: Any = _estimator(name, value, seed, binary=True).fit(x_train, y[:, fitted[0]])
     elif len(fitted) > 1:
-        model = OneVsRestClassifier(_estimator(name, value, seed)).fit(x_train, y[:, fitted])
+        model = OneVsRestClassifier(_estimator(name, value, seed, binary=True), n_jobs=OVR_JOBS).fit(
+            x_train, y[:, fitted])
 
     def multi(texts: list[str]) -> np.ndarray:
         out = np.tile((counts == len(y)).astype(float), (len(texts), 1))  # a label on every training row: always
@@ -107,6 +117,7 @@ def traditional_baselines(data: TextData, metric: str, seed: int = 42, threshold
     start = time.perf_counter()
     vec = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True, max_features=200_000)
     x_train = vec.fit_transform(data.train.texts)
+    x_train.sort_indices()  # in place, once: the one-vs-rest workers get a read-only copy they cannot sort
     every: dict[str, dict[str, Any]] = {}
     for name, (param, values) in GRIDS.items():
         tried = []

@@ -164,7 +164,8 @@ class StudyConfig:
     seeds: int = option(0, "re-run each backbone's best configuration with K more seeds: mean ± spread per backbone",
                         metavar="K")
     threshold_mode: str | None = option(None, "multi-label decision thresholds chosen on validation: one global "
-                                              "(default), or one per class", flag="--thresholds",
+                                              "(default), or one per class (each the mean of its best cut over "
+                                              "bootstrap resamples of validation)", flag="--thresholds",
                                         choices=tuple(THRESHOLD_MODES), stored=True, resume="match adopt")
     class_weight: str | None = option(None, "balanced: weight the loss by inverse class frequency; search: a "
                                             "searched choice of none and balanced (default: search for skewed "

@@ -80,18 +80,52 @@ def choose_threshold(y_true: np.ndarray, probs: np.ndarray, metric: str = "macro
 THRESHOLD_MODES = ("global", "per_class")
 
 
-def choose_class_thresholds(y_true: np.ndarray, probs: np.ndarray) -> list[float]:
-    """One threshold per class, each maximising that class's F1 on the grid (0.5 for a class with no positives)."""
-    from sklearn.metrics import f1_score
+THRESHOLD_RESAMPLES = 100
 
+
+def _f1_curves(y: np.ndarray, p: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """F1 of one class at every grid threshold, under each row weighting: an array (weightings, thresholds)."""
+    pred = (p[:, None] >= THRESHOLD_GRID[None, :]).astype(np.float64)
+    positive = y.astype(np.float64)
+    tp = weights @ (pred * positive[:, None])
+    fp = weights @ (pred * (1.0 - positive[:, None]))
+    fn = (weights @ positive)[:, None] - tp
+    denominator = 2 * tp + fp + fn
+    return np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1e-12), 0.0)
+
+
+def _best_on_grid(curves: np.ndarray) -> np.ndarray:
+    """Per row of ``curves``, the grid threshold with the highest value (ties: the one nearest 0.5)."""
+    tied = curves >= curves.max(axis=1, keepdims=True) - 1e-12
+    distance = np.where(tied, np.abs(THRESHOLD_GRID - 0.5)[None, :], np.inf)
+    return THRESHOLD_GRID[distance.argmin(axis=1)]
+
+
+def choose_class_thresholds(y_true: np.ndarray, probs: np.ndarray, *, resamples: int = THRESHOLD_RESAMPLES,
+                            seed: int = 0) -> list[float]:
+    """One threshold per class (0.5 for a class with no positives): the mean, over ``resamples`` bootstrap
+    resamples of the rows, of the grid threshold that maximises that class's F1 on the resample.
+
+    Why bagged: a rare class has a handful of validation positives, and the one cut that is best on exactly those
+    rows is mostly their noise; averaging the best cut over resamples is steadier on unseen rows (on GoEmotions'
+    28 labels, test macro-F1 +0.005 to +0.015 over the plain argmax with thresholds chosen on validation;
+    docs/benchmarks.md). ``resamples=0`` gives the plain argmax on ``y_true`` itself. Deterministic for a ``seed``.
+    """
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 0:
+        raise ValueError(f"resamples must be a whole number >= 0, got {resamples!r}")
+    n = len(y_true)
+    rng = np.random.default_rng(seed)
+    weights = (rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64) if resamples and n
+               else np.ones((1, n)))
     out = []
     for c in range(probs.shape[1]):
         if y_true[:, c].sum() == 0:
             out.append(0.5)
             continue
-        scored = [(f1_score(y_true[:, c], probs[:, c] >= t, zero_division=0), -abs(t - 0.5), float(t))
-                  for t in THRESHOLD_GRID]
-        out.append(max(scored)[2])
+        has_positives = weights @ y_true[:, c] > 0  # a resample without this class's positives says nothing of it
+        kept = weights[has_positives] if has_positives.any() else np.ones((1, n))
+        curves = _f1_curves(y_true[:, c], probs[:, c], kept)
+        out.append(round(float(_best_on_grid(curves).mean()), 4))
     return out
 
 
